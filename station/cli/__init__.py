@@ -1,0 +1,75 @@
+"""Command line: one parser, one module per sub-command.
+
+`station` with no sub-command opens the GUI; each module in COMMANDS adds its own
+sub-command with `register(subparsers)` and runs it with the `func` it sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from station import __version__
+
+# Modules under station.cli that each define register(subparsers).
+COMMANDS = [
+    "broker_cmd",
+    "devices_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="station",
+        description="ESP32 provisioning station. Without a sub-command it opens the GUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--config", metavar="FILE", help="settings file (default: user config dir)")
+    parser.add_argument("--db", metavar="URL", help="registry database: a file path or peewee URL")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="GUI with a simulated air and fleet running the real firmware",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"station.cli.{name}").register(sub)
+    return parser
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.DEBUG if verbosity > 1 else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if verbosity < 2:
+        # amqtt logs every packet and connection at INFO.
+        logging.getLogger("amqtt").setLevel(logging.WARNING)
+        logging.getLogger("transitions").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    func = getattr(args, "func", None)
+    if func is None:
+        from station.cli.gui_cmd import run_gui
+
+        return run_gui(args)
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the CLI's last line of defence: a clear message, no traceback
+        from station.errors import StationError
+
+        if isinstance(exc, StationError):
+            print(f"station: error: {exc}", file=sys.stderr)
+            return 2
+        raise

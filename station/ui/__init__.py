@@ -1,0 +1,1 @@
+"""Every Qt widget and model of the station; nothing outside this package imports QtWidgets."""
