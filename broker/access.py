@@ -1,0 +1,161 @@
+"""Who may connect, and which topics each client may use (PROTOCOL.md section 2).
+
+Pure Python, no amqtt: the plugins in broker.plugins ask this object.
+
+Roles:
+- station: the station's own clients; full access.
+- device: username = node_name = client id, token checked against its hash; publish
+  and subscribe only under `<topic_prefix>/`, plus publish of its own Home Assistant
+  discovery documents `homeassistant/<component>/<node_name>_<id>/config`.
+- monitor: anonymous clients, only when the operator turns them on; they may
+  subscribe (read) but never publish, and never see `$SYS`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+
+from station.registry.credentials import hash_token, verify_token
+from station.registry.service import DeviceCredentials
+
+log = logging.getLogger(__name__)
+
+STATION_USERNAME = "station"
+
+
+class Role(StrEnum):
+    STATION = "station"
+    DEVICE = "device"
+    MONITOR = "monitor"
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: Role
+    username: str | None
+    topic_prefix: str = ""
+    node_name: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    principal: Principal | None
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.principal is not None
+
+
+def _has_wildcard(topic: str) -> bool:
+    return "+" in topic or "#" in topic
+
+
+class AccessControl:
+    """Credential cache plus the ACL. Thread-safe: the registry adds devices from the
+    provisioning thread while the broker loop authenticates."""
+
+    def __init__(self, station_token: str, allow_anonymous: bool = False) -> None:
+        self._station_hash = hash_token(station_token)
+        self.allow_anonymous = allow_anonymous
+        self._devices: dict[str, DeviceCredentials] = {}
+        self._lock = threading.Lock()
+        self.lookup = None  # optional callable(username) -> DeviceCredentials | None
+
+    # -- credentials -----------------------------------------------------------------
+
+    def load(self, creds: list[DeviceCredentials]) -> None:
+        with self._lock:
+            self._devices = {c.username: c for c in creds}
+
+    def upsert(self, cred: DeviceCredentials) -> None:
+        with self._lock:
+            self._devices[cred.username] = cred
+
+    def remove(self, username: str) -> None:
+        with self._lock:
+            self._devices.pop(username, None)
+
+    def _device(self, username: str) -> DeviceCredentials | None:
+        with self._lock:
+            cred = self._devices.get(username)
+        if cred is None and self.lookup is not None:
+            # A device registered by another process (shared database) since start.
+            cred = self.lookup(username)
+            if cred is not None:
+                self.upsert(cred)
+        return cred
+
+    # -- connect -----------------------------------------------------------------------
+
+    def authenticate(
+        self,
+        client_id: str | None,
+        username: str | None,
+        password: str | bytes | None,
+        will_topic: str | None = None,
+    ) -> Decision:
+        if not username:
+            if not self.allow_anonymous:
+                return Decision(None, "anonymous clients are not allowed")
+            if will_topic:
+                return Decision(None, "anonymous clients may not set a will")
+            return Decision(Principal(Role.MONITOR, None), "anonymous monitor")
+        if username == STATION_USERNAME:
+            if password is not None and verify_token(password, self._station_hash):
+                return Decision(Principal(Role.STATION, username), "station client")
+            return Decision(None, "bad station credentials")
+        cred = self._device(username)
+        if cred is None:
+            return Decision(None, f"unknown user {username!r}")
+        if not verify_token(password, cred.token_hash):
+            return Decision(None, f"wrong token for {username!r}")
+        if client_id is None or not hmac.compare_digest(client_id, username):
+            return Decision(None, f"client id {client_id!r} does not match user {username!r}")
+        principal = Principal(Role.DEVICE, username, cred.topic_prefix, cred.node_name)
+        # Wills bypass amqtt's topic plugins, so the will topic is checked here.
+        if will_topic is not None and not self.may_publish(principal, will_topic):
+            return Decision(None, f"will topic {will_topic!r} outside {cred.topic_prefix}/")
+        return Decision(principal, "device")
+
+    # -- topics ------------------------------------------------------------------------
+
+    @staticmethod
+    def may_publish(principal: Principal, topic: str) -> bool:
+        if principal.role is Role.STATION:
+            return True
+        if principal.role is not Role.DEVICE or _has_wildcard(topic) or topic.startswith("$"):
+            return False
+        if topic.startswith(principal.topic_prefix + "/"):
+            return True
+        parts = topic.split("/")
+        return (
+            len(parts) == 4
+            and parts[0] == "homeassistant"
+            and parts[1] != ""
+            and parts[2].startswith(principal.node_name + "_")
+            and parts[3] == "config"
+        )
+
+    @staticmethod
+    def may_subscribe(principal: Principal, topic_filter: str) -> bool:
+        if principal.role is Role.STATION:
+            return True
+        if principal.role is Role.MONITOR:
+            # `#` and `+/...` never match `$SYS` topics (MQTT 4.7.2), so this keeps $SYS out.
+            return not topic_filter.startswith("$")
+        # The filter must start with the literal prefix, so no wildcard can reach
+        # another device's topics.
+        return topic_filter.startswith(principal.topic_prefix + "/")
+
+    @staticmethod
+    def may_receive(principal: Principal, topic: str) -> bool:
+        if principal.role is Role.STATION:
+            return True
+        if principal.role is Role.MONITOR:
+            return not topic.startswith("$")
+        return topic.startswith(principal.topic_prefix + "/")

@@ -1,0 +1,243 @@
+"""The embedded broker: amqtt in its own thread and asyncio loop, wired to the registry.
+
+    broker = EmbeddedBroker(registry, BrokerSettings(port=1883))
+    broker.start()                      # raises BrokerStartError (e.g. port taken)
+    broker.add_listener(callback)       # DeviceUpdate after each registry commit
+    broker.send_command(device, {"cmd": "identify"})
+    broker.stop()
+
+Callbacks run in the ingest thread; the GUI turns them into Qt signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from amqtt.broker import Broker
+
+from broker import keepalive
+from broker.access import STATION_USERNAME, AccessControl
+from broker.hub import BrokerHub
+from broker.ingest import IngestWriter, Listener
+from broker.plugins import HUBS, plugin_config
+from station.errors import StationError
+from station.registry.credentials import new_token
+from station.registry.models import Device
+from station.registry.service import Registry
+from station.registry.tracking import Tracker
+from station.settings import BrokerSettings
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 10.0
+
+
+class BrokerStartError(StationError):
+    pass
+
+
+class EmbeddedBroker:
+    def __init__(
+        self,
+        registry: Registry,
+        settings: BrokerSettings | None = None,
+        *,
+        reading_min_interval_s: float = 10.0,
+        flush_interval_s: float = 0.05,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings or BrokerSettings()
+        # The station's own clients log in with this; it lives only in memory for one run.
+        self._station_token = new_token()
+        self.access = AccessControl(self._station_token, self.settings.allow_anonymous)
+        self.access.lookup = registry.credentials
+        self.tracker = Tracker(reading_min_interval_s)
+        self.ingest = IngestWriter(registry.db, self.tracker, flush_interval=flush_interval_s)
+        self.hub = BrokerHub(self.access, self.ingest.put, self.settings.keepalive_factor)
+        self._hub_id = uuid.uuid4().hex
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._amqtt: Broker | None = None
+        self._port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        keepalive.install()
+        self.access.load(self.registry.all_credentials())
+        HUBS[self._hub_id] = self.hub
+        self.ingest.start()
+        started: Future[None] = Future()
+        self._thread = threading.Thread(target=self._thread_main, args=(started,),
+                                        name="mqtt-broker", daemon=True)
+        self._thread.start()
+        try:
+            started.result(START_TIMEOUT_S)
+        except BaseException:
+            self._thread.join(STOP_TIMEOUT_S)
+            self._thread = None
+            self.ingest.stop()
+            HUBS.pop(self._hub_id, None)
+            raise
+        log.info("MQTT broker listening on %s:%d (%d device credentials loaded)",
+                 self.settings.bind_host, self.port, len(self.registry.all_credentials()))
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "listeners": {
+                "default": {
+                    "type": "tcp",
+                    "bind": f"{self.settings.bind_host}:{self.settings.port}",
+                    "max_connections": self.settings.max_connections,
+                }
+            },
+            # Keep-alive grace is applied by broker.keepalive.scale (1.5x, MQTT 3.1.1).
+            "timeout_disconnect_delay": 0,
+            "plugins": plugin_config(self._hub_id),
+        }
+
+    def _thread_main(self, started: Future[None]) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._start_amqtt())
+        except BaseException as exc:
+            started.set_exception(self._start_error(exc))
+            loop.close()
+            self._loop = None
+            return
+        started.set_result(None)
+        try:
+            loop.run_forever()
+        finally:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+            self._loop = None
+
+    async def _start_amqtt(self) -> None:
+        self._amqtt = Broker(self._config(), loop=asyncio.get_running_loop())
+        self.hub.amqtt_broker = self._amqtt
+        await self._amqtt.start()
+        server = self._amqtt._servers["default"].instance  # bound port when port=0
+        self._port = server.sockets[0].getsockname()[1]
+
+    def _start_error(self, exc: BaseException) -> BrokerStartError:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        where = f"{self.settings.bind_host}:{self.settings.port}"
+        if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+            return BrokerStartError(
+                f"cannot start the MQTT broker: port {self.settings.port} on "
+                f"{self.settings.bind_host} is already in use (another broker such as "
+                "mosquitto?). Stop it or choose another port with --port / Settings.")
+        if isinstance(cause, OSError):
+            return BrokerStartError(f"cannot start the MQTT broker on {where}: {cause.strerror}")
+        return BrokerStartError(f"cannot start the MQTT broker on {where}: {exc}")
+
+    def stop(self) -> None:
+        """Close every connection, stop the loop, then flush the registry writes."""
+        loop, thread = self._loop, self._thread
+        if thread is None:
+            return
+        if loop is not None and self._amqtt is not None:
+            fut = asyncio.run_coroutine_threadsafe(self._amqtt.shutdown(), loop)
+            try:
+                fut.result(STOP_TIMEOUT_S)
+            except Exception:
+                log.exception("broker shutdown did not finish cleanly")
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(STOP_TIMEOUT_S)
+        self._thread = None
+        self._amqtt = None
+        self.ingest.stop()
+        HUBS.pop(self._hub_id, None)
+        log.info("MQTT broker stopped")
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- facts -------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._port if self._port is not None else self.settings.port
+
+    @property
+    def clients_connected(self) -> int:
+        return len(self.hub.live)
+
+    def station_credentials(self) -> tuple[str, str]:
+        """Username and token for the station's own full-access MQTT clients."""
+        return STATION_USERNAME, self._station_token
+
+    # -- registry and listeners --------------------------------------------------------
+
+    def device_registered(self, device: Device) -> None:
+        """Let a newly registered device log in without waiting for a cache miss."""
+        cred = self.registry.credentials(device.mqtt_username)
+        if cred is not None:
+            self.access.upsert(cred)
+
+    def device_removed(self, device: Device) -> None:
+        self.access.remove(device.mqtt_username)
+        self.tracker.forget(device.topic_prefix)
+
+    def add_listener(self, listener: Listener) -> None:
+        self.ingest.add_listener(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self.ingest.remove_listener(listener)
+
+    def on_connection_count(self, callback: Callable[[int], None]) -> None:
+        self.hub.on_connection_change = callback
+
+    def wait_ingested(self, timeout: float = 5.0) -> bool:
+        return self.ingest.wait_idle(timeout)
+
+    # -- publishing --------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1,
+                timeout: float = 5.0) -> None:
+        """Publish as the broker itself (thread-safe)."""
+        if self._loop is None or self._amqtt is None:
+            raise StationError("the MQTT broker is not running")
+        broker = self._amqtt
+
+        async def _publish() -> None:
+            await broker.internal_message_broadcast(topic, payload, qos)
+            if retain:
+                await broker.retain_message(None, topic, payload, qos)
+
+        asyncio.run_coroutine_threadsafe(_publish(), self._loop).result(timeout)
+
+    def send_command(self, device: Device, command: dict[str, Any]) -> None:
+        """PROTOCOL.md section 2: `<prefix>/cmd` with {"cmd": ..., ...}."""
+        if not isinstance(command.get("cmd"), str):
+            raise StationError("a device command needs a 'cmd' name")
+        self.publish(f"{device.topic_prefix}/cmd", json.dumps(command).encode())
+        self.registry.log_event(device, "command", f"sent {command['cmd']}", command)

@@ -1,0 +1,66 @@
+"""Late-bound database: models use `database_proxy`, bound by `open_database()`.
+
+SQLite file in the user's data dir by default (WAL, so the GUI can read while the
+broker's writer commits), ":memory:" for tests, or any peewee URL (PostgreSQL) for
+a registry shared by several stations.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import peewee
+from playhouse.db_url import connect as connect_url
+
+from station.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+database_proxy = peewee.DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    # WAL + NORMAL is durable against application crashes, and much faster than FULL.
+    "synchronous": "normal",
+    "busy_timeout": 5000,
+}
+
+
+def default_path() -> Path:
+    from station.settings import data_dir
+
+    return data_dir() / "registry.sqlite3"
+
+
+def make_database(url: str | None = None) -> peewee.Database:
+    """A peewee Database for a path, ":memory:" or URL (None = the default file)."""
+    if url is None:
+        path = default_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return peewee.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS)
+    if url == ":memory:":
+        # One shared connection: a per-thread connection would give each thread its own
+        # empty in-memory database.
+        return peewee.SqliteDatabase(
+            ":memory:", pragmas={"foreign_keys": 1}, thread_safe=False, check_same_thread=False
+        )
+    if "://" in url:
+        try:
+            db = connect_url(url)
+        except Exception as exc:
+            raise ConfigError(f"cannot use registry database URL: {exc}") from exc
+        if isinstance(db, peewee.SqliteDatabase):
+            db.init(db.database, pragmas=SQLITE_PRAGMAS)
+        return db
+    path = Path(url).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return peewee.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS)
+
+
+def describe(db: peewee.Database) -> str:
+    """Where the registry lives, without credentials (for logs and the status bar)."""
+    if isinstance(db, peewee.SqliteDatabase):
+        return f"sqlite:{db.database}"
+    return f"{type(db).__name__}:{db.database}"

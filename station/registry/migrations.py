@@ -1,0 +1,64 @@
+"""Schema versions: create a new database, or bring an older one up to date.
+
+Each release that changes the tables adds one function to MIGRATIONS taking the
+database from version N to N+1 (playhouse.migrate operations) and bumps
+SCHEMA_VERSION. All pending steps run in one transaction, so a failed upgrade leaves
+the old database untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import peewee
+from playhouse.migrate import SchemaMigrator
+
+from station.errors import ConfigError
+from station.registry.models import ALL_MODELS, Meta
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+# from-version -> step that upgrades to from-version + 1
+MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {}
+
+
+def schema_version(db: peewee.Database) -> int | None:
+    """The stored version, or None for an empty database."""
+    if not db.table_exists(Meta._meta.table_name):
+        return None
+    row = Meta.get_or_none(Meta.key == "schema_version")
+    return int(row.value) if row else None
+
+
+def _set_version(version: int) -> None:
+    Meta.insert(key="schema_version", value=str(version)).on_conflict_replace().execute()
+
+
+def migrate(db: peewee.Database, target: int | None = None) -> int:
+    """Create or upgrade the schema; returns the version now in the database."""
+    target = SCHEMA_VERSION if target is None else target
+    with db.atomic():
+        current = schema_version(db)
+        if current is None:
+            db.create_tables(ALL_MODELS)
+            _set_version(target)
+            log.info("registry: created schema version %d", target)
+            return target
+        if current > target:
+            raise ConfigError(
+                f"the registry database has schema version {current}, newer than this "
+                f"station understands ({target}); update the station or use another database"
+            )
+        migrator = SchemaMigrator.from_database(db)
+        while current < target:
+            step = MIGRATIONS.get(current)
+            if step is None:
+                raise ConfigError(f"no migration from registry schema version {current}")
+            log.info("registry: migrating schema %d -> %d", current, current + 1)
+            step(db, migrator)
+            current += 1
+            _set_version(current)
+    return current

@@ -1,0 +1,116 @@
+"""Registry tables. Times are naive UTC datetimes; JSON columns hold small documents."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import peewee
+
+from station.registry.db import database_proxy
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class JSONField(peewee.TextField):
+    """A JSON document in a text column (portable across SQLite and PostgreSQL)."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class Meta(BaseModel):
+    """Key/value facts about the database itself (schema version)."""
+
+    key = peewee.CharField(primary_key=True, max_length=64)
+    value = peewee.TextField()
+
+
+class Home(BaseModel):
+    """A customer site. Its WiFi password is in the OS keyring, never in this table."""
+
+    name = peewee.CharField(unique=True, max_length=100)
+    wifi_ssid = peewee.CharField(max_length=32)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class Device(BaseModel):
+    # The real chip id is learned from /api/info in step 3; until then it is NULL
+    # (SQLite and PostgreSQL both allow several NULLs under a unique index).
+    chip_id = peewee.CharField(null=True, unique=True, max_length=32)
+    node_name = peewee.CharField(unique=True, max_length=32)
+    name = peewee.CharField(default="", max_length=100)
+    home = peewee.ForeignKeyField(Home, null=True, backref="devices", on_delete="SET NULL")
+    topic_prefix = peewee.CharField(unique=True, max_length=128)
+    mqtt_username = peewee.CharField(unique=True, max_length=32)
+    # "sha256$<hex>" of a 256-bit random token; see station.registry.credentials.
+    token_hash = peewee.CharField(max_length=100)
+    model = peewee.CharField(null=True, max_length=32)
+    firmware = peewee.CharField(null=True, max_length=32)
+    mac = peewee.CharField(null=True, max_length=17)
+    ip = peewee.CharField(null=True, max_length=45)
+    online = peewee.BooleanField(default=False)
+    last_seen = peewee.DateTimeField(null=True)
+    last_state = JSONField(null=True)
+    is_provisioned = peewee.BooleanField(default=False)
+    provisioned_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class ProvisioningJob(BaseModel):
+    """One device's run through the seed's five steps (and the bulk queue's bookkeeping)."""
+
+    provisioning_id = peewee.CharField(unique=True, max_length=32)
+    device = peewee.ForeignKeyField(Device, backref="jobs", on_delete="CASCADE")
+    home = peewee.ForeignKeyField(Home, null=True, backref="jobs", on_delete="SET NULL")
+    # The seed's temporary chip id ("temp_1234567890") as the app sent it.
+    requested_chip_id = peewee.CharField(null=True, max_length=64)
+    ap_ssid = peewee.CharField(null=True, max_length=32)
+    ap_bssid = peewee.CharField(null=True, max_length=17)
+    step = peewee.CharField(default="prepare", max_length=16)
+    progress = peewee.IntegerField(default=20)
+    status = peewee.CharField(default="pending", max_length=16, index=True)
+    error = peewee.TextField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    timings = JSONField(default=dict)  # step name -> seconds
+    queue_position = peewee.IntegerField(null=True)
+    is_provisioned = peewee.BooleanField(default=False)
+    connected_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class Reading(BaseModel):
+    device = peewee.ForeignKeyField(Device, backref="readings", on_delete="CASCADE")
+    ts = peewee.DateTimeField(default=utcnow)
+    temperature = peewee.FloatField(null=True)
+    humidity = peewee.FloatField(null=True)
+    rssi = peewee.IntegerField(null=True)
+
+    class Meta:
+        indexes = ((("device", "ts"), False),)
+
+
+class Event(BaseModel):
+    """Audit log: what happened to which device, in words plus a small document."""
+
+    ts = peewee.DateTimeField(default=utcnow, index=True)
+    device = peewee.ForeignKeyField(Device, null=True, backref="events", on_delete="CASCADE")
+    kind = peewee.CharField(max_length=32)
+    message = peewee.TextField(default="")
+    data = JSONField(null=True)
+
+
+ALL_MODELS: list[type[BaseModel]] = [Meta, Home, Device, ProvisioningJob, Reading, Event]

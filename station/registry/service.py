@@ -1,0 +1,250 @@
+"""The registry's operations: what the broker, the provisioning flow and the GUI call.
+
+Callers never touch peewee queries directly for these; they get plain model rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from station.errors import StationError
+from station.registry import credentials, naming
+from station.registry.db import database_proxy, describe, make_database
+from station.registry.migrations import migrate
+from station.registry.models import (
+    Device,
+    Event,
+    Home,
+    Meta,
+    ProvisioningJob,
+    Reading,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_ALLOCATION_RETRIES = 20
+
+
+class RegistryError(StationError):
+    pass
+
+
+@dataclass(frozen=True)
+class IssuedDevice:
+    """What step 1 (prepare) hands back: the new device, its job and its token.
+
+    The token exists in clear only here; the registry keeps its hash.
+    """
+
+    device: Device
+    job: ProvisioningJob
+    token: str
+
+
+@dataclass(frozen=True)
+class DeviceCredentials:
+    username: str
+    token_hash: str
+    topic_prefix: str
+    node_name: str
+
+
+class Registry:
+    """Opens (and migrates) the database and offers the registry's operations."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        node_name_prefix: str = "esp32_dht11_",
+        topic_root: str = "home",
+    ) -> None:
+        self.db = make_database(url)
+        database_proxy.initialize(self.db)
+        self.db.connect(reuse_if_open=True)
+        self.schema_version = migrate(self.db)
+        self.node_name_prefix = node_name_prefix
+        self.topic_root = topic_root
+        log.info("registry: %s (schema %d)", describe(self.db), self.schema_version)
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+    @property
+    def location(self) -> str:
+        return describe(self.db)
+
+    # -- homes ---------------------------------------------------------------------
+
+    def add_home(self, name: str, wifi_ssid: str) -> Home:
+        name, wifi_ssid = name.strip(), wifi_ssid
+        if not name:
+            raise RegistryError("a home needs a name")
+        if not 1 <= len(wifi_ssid.encode("utf-8")) <= 32:
+            raise RegistryError("the home WiFi SSID must be 1-32 bytes")
+        try:
+            with self.db.atomic():
+                return Home.create(name=name, wifi_ssid=wifi_ssid)
+        except peewee.IntegrityError as exc:
+            raise RegistryError(f"a home named {name!r} already exists") from exc
+
+    def homes(self) -> list[Home]:
+        return list(Home.select().order_by(Home.name))
+
+    def home(self, key: int | str) -> Home:
+        """A home by id or by name."""
+        query = Home.id == key if isinstance(key, int) else Home.name == key
+        home = Home.get_or_none(query)
+        if home is None:
+            raise RegistryError(f"no home {key!r}")
+        return home
+
+    # -- devices -------------------------------------------------------------------
+
+    def register_device(
+        self,
+        *,
+        home: Home | None = None,
+        name: str = "",
+        requested_chip_id: str | None = None,
+        ap_ssid: str | None = None,
+        ap_bssid: str | None = None,
+    ) -> IssuedDevice:
+        """Seed step 1: allocate node name, topic prefix and credentials, open a job."""
+        for _ in range(MAX_ALLOCATION_RETRIES):
+            token = credentials.new_token()
+            try:
+                with self.db.atomic():
+                    node = naming.node_name(self.node_name_prefix, self._take_node_number())
+                    device = Device.create(
+                        node_name=node,
+                        name=name.strip(),
+                        home=home,
+                        topic_prefix=naming.topic_prefix(self.topic_root, node),
+                        mqtt_username=node,
+                        token_hash=credentials.hash_token(token),
+                    )
+                    job = ProvisioningJob.create(
+                        provisioning_id=secrets.token_hex(8),
+                        device=device,
+                        home=home,
+                        requested_chip_id=requested_chip_id,
+                        ap_ssid=ap_ssid,
+                        ap_bssid=ap_bssid,
+                        step="prepare",
+                        progress=40,
+                        status="registered",
+                    )
+                    self._event(device, "registered", f"registered as {node}")
+                return IssuedDevice(device=device, job=job, token=token)
+            except peewee.IntegrityError:
+                # Another writer (a second station on a shared database) took the name.
+                log.debug("node name collision, retrying")
+        raise RegistryError("could not allocate a unique node name")
+
+    def _take_node_number(self) -> int:
+        key = f"node_counter:{self.node_name_prefix}"
+        row = Meta.get_or_none(Meta.key == key)
+        used = [d.node_name for d in Device.select(Device.node_name).where(
+            Device.node_name.startswith(self.node_name_prefix))]
+        number = max(naming.next_number(self.node_name_prefix, used), int(row.value) + 1 if row else 1)
+        Meta.insert(key=key, value=str(number)).on_conflict_replace().execute()
+        return number
+
+    def rotate_token(self, device: Device) -> str:
+        """A new token (e.g. when a crashed run must re-send credentials)."""
+        token = credentials.new_token()
+        Device.update(token_hash=credentials.hash_token(token)).where(Device.id == device.id).execute()
+        self._event(device, "token_rotated", "MQTT token replaced")
+        return token
+
+    def device(self, key: int | str) -> Device:
+        """A device by id, node name or chip id."""
+        if isinstance(key, int):
+            query = Device.id == key
+        else:
+            query = (Device.node_name == key) | (Device.chip_id == key)
+        dev = Device.get_or_none(query)
+        if dev is None:
+            raise RegistryError(f"no device {key!r}")
+        return dev
+
+    def devices(self) -> list[Device]:
+        return list(Device.select().order_by(Device.node_name))
+
+    def remove_device(self, device: Device) -> None:
+        with self.db.atomic():
+            Device.delete().where(Device.id == device.id).execute()
+        log.info("registry: removed %s", device.node_name)
+
+    def credentials(self, username: str) -> DeviceCredentials | None:
+        row = (Device.select(Device.mqtt_username, Device.token_hash, Device.topic_prefix,
+                             Device.node_name)
+               .where(Device.mqtt_username == username).first())
+        if row is None:
+            return None
+        return DeviceCredentials(row.mqtt_username, row.token_hash, row.topic_prefix,
+                                 row.node_name)
+
+    def all_credentials(self) -> list[DeviceCredentials]:
+        return [DeviceCredentials(d.mqtt_username, d.token_hash, d.topic_prefix, d.node_name)
+                for d in Device.select(Device.mqtt_username, Device.token_hash,
+                                       Device.topic_prefix, Device.node_name)]
+
+    def set_chip_id(self, device: Device, chip_id: str, **info: Any) -> None:
+        """Seed step 3: the real chip id (and model/firmware/mac) from /api/info."""
+        fields = {"chip_id": chip_id, **{k: v for k, v in info.items()
+                                        if k in ("model", "firmware", "mac")}}
+        try:
+            Device.update(**fields).where(Device.id == device.id).execute()
+        except peewee.IntegrityError as exc:
+            other = Device.get_or_none(Device.chip_id == chip_id)
+            owner = other.node_name if other else "another device"
+            raise RegistryError(
+                f"chip {chip_id} is already registered as {owner}; remove that entry "
+                "or re-provision it instead") from exc
+
+    # -- jobs ----------------------------------------------------------------------
+
+    def job(self, provisioning_id: str) -> ProvisioningJob | None:
+        return ProvisioningJob.get_or_none(ProvisioningJob.provisioning_id == provisioning_id)
+
+    def update_job(self, job: ProvisioningJob, **fields: Any) -> None:
+        fields["updated_at"] = utcnow()
+        ProvisioningJob.update(**fields).where(ProvisioningJob.id == job.id).execute()
+        for key, value in fields.items():
+            setattr(job, key, value)
+
+    # -- events and readings -------------------------------------------------------
+
+    def _event(self, device: Device | None, kind: str, message: str,
+               data: dict | None = None) -> None:
+        Event.create(device=device, kind=kind, message=message, data=data)
+
+    def log_event(self, device: Device | None, kind: str, message: str,
+                  data: dict | None = None) -> None:
+        self._event(device, kind, message, data)
+
+    def events(self, device: Device | None = None, limit: int = 200) -> list[Event]:
+        query = Event.select().order_by(Event.ts.desc(), Event.id.desc()).limit(limit)
+        if device is not None:
+            query = query.where(Event.device == device)
+        return list(query)
+
+    def readings(self, device: Device, since: dt.datetime | None = None) -> list[Reading]:
+        query = Reading.select().where(Reading.device == device).order_by(Reading.ts)
+        if since is not None:
+            query = query.where(Reading.ts >= since)
+        return list(query)
+
+    def prune_readings(self, older_than_days: int) -> int:
+        cutoff = utcnow() - dt.timedelta(days=older_than_days)
+        return Reading.delete().where(Reading.ts < cutoff).execute()

@@ -1,0 +1,221 @@
+"""Turn what the broker saw (status/info/state per topic prefix) into registry rows.
+
+The broker thread only queues `Observation`s; `Tracker.apply()` runs in the ingest
+thread and writes a whole batch in one transaction, so 1000 devices × 1 msg/s cost
+a few commits a second rather than a thousand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from station.registry.models import Device, Event, ProvisioningJob, Reading
+
+log = logging.getLogger(__name__)
+
+# Fields kept from a state document (anything else a device adds is ignored).
+STATE_FIELDS = ("temperature", "humidity", "rssi", "uptime", "heap_free", "error")
+INFO_FIELDS = ("chip_id", "model", "firmware", "ip", "mac")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One fact from the broker about a topic prefix. `ts` is naive UTC."""
+
+    kind: str  # "online" | "offline" | "info" | "state" | "event"
+    prefix: str
+    ts: dt.datetime
+    payload: Any = None
+    reason: str = ""
+
+
+@dataclass
+class DeviceUpdate:
+    """What listeners (the GUI) are told after a batch is committed."""
+
+    node_name: str
+    topic_prefix: str
+    kind: str
+    online: bool
+    last_seen: dt.datetime | None
+    state: dict | None = None
+    info: dict | None = None
+    provisioned: bool = False
+    data: dict = field(default_factory=dict)
+
+
+def parse_message(topic: str, payload: bytes | bytearray | None, ts: dt.datetime) -> Observation | None:
+    """Map `<prefix>/status|info|state|event` to an Observation; None for other topics.
+
+    Malformed payloads are reported as Observations with kind "bad_payload" so they
+    are logged against the device rather than dropped silently.
+    """
+    prefix, sep, leaf = topic.rpartition("/")
+    if not sep or not prefix or leaf not in ("status", "info", "state", "event"):
+        return None
+    raw = bytes(payload or b"")
+    if leaf == "status":
+        text = raw.decode("utf-8", "replace").strip()
+        if text in ("online", "offline"):
+            return Observation(text, prefix, ts, reason="status")
+        return Observation("bad_payload", prefix, ts, {"topic": leaf, "payload": text[:64]})
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return Observation("bad_payload", prefix, ts, {"topic": leaf, "payload": raw[:64].hex()})
+    if not isinstance(doc, dict):
+        return Observation("bad_payload", prefix, ts, {"topic": leaf, "payload": str(doc)[:64]})
+    return Observation(leaf, prefix, ts, doc)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def clean_state(doc: dict) -> dict:
+    state = {k: doc.get(k) for k in STATE_FIELDS if k in doc}
+    for key in ("temperature", "humidity"):
+        if key in state:
+            state[key] = _number(state[key])
+    for key in ("rssi", "uptime", "heap_free"):
+        if key in state:
+            num = _number(state[key])
+            state[key] = None if num is None else int(num)
+    if "error" in state and not isinstance(state["error"], str):
+        state["error"] = str(state["error"])[:64]
+    return state
+
+
+class Tracker:
+    """Applies batches of Observations; keeps a prefix -> device id cache."""
+
+    def __init__(self, reading_min_interval_s: float = 10.0) -> None:
+        self.reading_min_interval = dt.timedelta(seconds=reading_min_interval_s)
+        self._ids: dict[str, int] = {}
+        self._last_reading: dict[int, dt.datetime] = {}
+        self._unknown_logged: set[str] = set()
+
+    def forget(self, prefix: str | None = None) -> None:
+        """Drop cached ids (after a device was removed or re-registered)."""
+        if prefix is None:
+            self._ids.clear()
+        else:
+            self._ids.pop(prefix, None)
+
+    def _device_id(self, prefix: str) -> int | None:
+        if prefix not in self._ids:
+            row = Device.select(Device.id).where(Device.topic_prefix == prefix).first()
+            if row is None:
+                if prefix not in self._unknown_logged:
+                    self._unknown_logged.add(prefix)
+                    log.info("ignoring messages for unregistered prefix %s", prefix)
+                return None
+            self._ids[prefix] = row.id
+        return self._ids[prefix]
+
+    def apply(self, batch: list[Observation]) -> list[DeviceUpdate]:
+        """Write one batch (call inside a transaction); returns one update per change.
+
+        Consecutive `state` messages of the same device in a batch collapse into the
+        device row once; each still becomes a Reading if spaced far enough apart.
+        """
+        updates: list[DeviceUpdate] = []
+        latest_state: dict[int, tuple[Observation, dict]] = {}
+        for obs in batch:
+            dev_id = self._device_id(obs.prefix)
+            if dev_id is None:
+                continue
+            if obs.kind == "state":
+                state = clean_state(obs.payload)
+                self._maybe_reading(dev_id, obs.ts, state)
+                latest_state[dev_id] = (obs, state)
+                continue
+            # Flush the pending state first so updates stay in arrival order.
+            if dev_id in latest_state:
+                updates.append(self._write_state(dev_id, *latest_state.pop(dev_id)))
+            update = self._apply_one(dev_id, obs)
+            if update is not None:
+                updates.append(update)
+        for dev_id, (obs, state) in latest_state.items():
+            updates.append(self._write_state(dev_id, obs, state))
+        return updates
+
+    def _maybe_reading(self, dev_id: int, ts: dt.datetime, state: dict) -> None:
+        last = self._last_reading.get(dev_id)
+        if last is not None and ts - last < self.reading_min_interval:
+            return
+        self._last_reading[dev_id] = ts
+        Reading.create(device=dev_id, ts=ts, temperature=state.get("temperature"),
+                       humidity=state.get("humidity"), rssi=state.get("rssi"))
+
+    def _write_state(self, dev_id: int, obs: Observation, state: dict) -> DeviceUpdate:
+        # A state message proves the device is up even if its `online` was missed.
+        Device.update(last_state=state, last_seen=obs.ts, online=True).where(
+            Device.id == dev_id).execute()
+        dev = Device.get_by_id(dev_id)
+        return self._update(dev, "state", state=state)
+
+    def _apply_one(self, dev_id: int, obs: Observation) -> DeviceUpdate | None:
+        dev = Device.get_by_id(dev_id)
+        if obs.kind == "online":
+            return self._online(dev, obs)
+        if obs.kind == "offline":
+            if not dev.online:
+                return None
+            Device.update(online=False).where(Device.id == dev_id).execute()
+            dev.online = False
+            Event.create(device=dev, ts=obs.ts, kind="offline",
+                         message=f"{dev.node_name} went offline ({obs.reason or 'will'})")
+            return self._update(dev, "offline")
+        if obs.kind == "info":
+            info = {k: obs.payload.get(k) for k in INFO_FIELDS if isinstance(obs.payload.get(k), str)}
+            if info.get("chip_id") and dev.chip_id not in (None, info["chip_id"]):
+                Event.create(device=dev, ts=obs.ts, kind="chip_mismatch",
+                             message=f"{dev.node_name} reports chip {info['chip_id']}, "
+                                     f"registered as {dev.chip_id}")
+                info.pop("chip_id")
+            if info.get("chip_id") and Device.select().where(
+                    (Device.chip_id == info["chip_id"]) & (Device.id != dev_id)).exists():
+                info.pop("chip_id")
+            if info:
+                Device.update(**info, last_seen=obs.ts).where(Device.id == dev_id).execute()
+            return self._update(Device.get_by_id(dev_id), "info", info=info)
+        if obs.kind == "event":
+            Event.create(device=dev, ts=obs.ts, kind="device_event",
+                         message=json.dumps(obs.payload)[:500], data=obs.payload)
+            return self._update(dev, "event", data=obs.payload)
+        if obs.kind == "bad_payload":
+            Event.create(device=dev, ts=obs.ts, kind="bad_payload",
+                         message=f"unreadable {obs.payload.get('topic')} message", data=obs.payload)
+            return None
+        return None
+
+    def _online(self, dev: Device, obs: Observation) -> DeviceUpdate:
+        first = not dev.is_provisioned
+        fields: dict[str, Any] = {"online": True, "last_seen": obs.ts}
+        if first:
+            # Seed step 4: the first `online` on a registered prefix completes provisioning.
+            fields.update(is_provisioned=True, provisioned_at=obs.ts)
+        Device.update(**fields).where(Device.id == dev.id).execute()
+        jobs = ProvisioningJob.update(
+            is_provisioned=True, connected_at=obs.ts, step="complete", progress=100,
+            status="done", error=None, updated_at=obs.ts,
+        ).where((ProvisioningJob.device == dev.id) & (ProvisioningJob.is_provisioned == False))  # noqa: E712
+        completed = jobs.execute()
+        if not dev.online or first:
+            Event.create(device=dev, ts=obs.ts, kind="provisioned" if first else "online",
+                         message=f"{dev.node_name} is online" + (" (provisioned)" if first else ""))
+        for key, value in fields.items():
+            setattr(dev, key, value)
+        return self._update(dev, "online", provisioned=first or completed > 0)
+
+    @staticmethod
+    def _update(dev: Device, kind: str, **extra: Any) -> DeviceUpdate:
+        return DeviceUpdate(node_name=dev.node_name, topic_prefix=dev.topic_prefix, kind=kind,
+                            online=dev.online, last_seen=dev.last_seen, **extra)
