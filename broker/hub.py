@@ -64,8 +64,12 @@ class BrokerHub:
         if not decision.ok:
             self.denied += 1
             # Never log the password; the username and reason are enough to act on.
-            log.warning("refused client %r (user %r): %s", session.client_id,
-                        session.username, decision.reason)
+            log.warning(
+                "refused client %r (user %r): %s",
+                session.client_id,
+                session.username,
+                decision.reason,
+            )
             self._drop_ghost_later(session)
             return False
         setattr(session, PRINCIPAL_ATTR, decision.principal)
@@ -121,8 +125,9 @@ class BrokerHub:
         if principal is not None and principal.role is Role.DEVICE:
             # A will raises no message event, and a clean DISCONNECT sends no will:
             # either way the device is gone.
-            self.observe(Observation("offline", principal.topic_prefix, utcnow(),
-                                     reason="disconnected"))
+            self.observe(
+                Observation("offline", principal.topic_prefix, utcnow(), reason="disconnected")
+            )
 
     def message(self, topic: str, data: bytes | bytearray | None) -> None:
         obs = parse_message(topic, data, utcnow())

@@ -24,8 +24,9 @@ _STOP = object()
 
 
 class IngestWriter:
-    def __init__(self, db, tracker: Tracker, flush_interval: float = 0.05,
-                 max_batch: int = 5000) -> None:
+    def __init__(
+        self, db, tracker: Tracker, flush_interval: float = 0.05, max_batch: int = 5000
+    ) -> None:
         self.db = db
         self.tracker = tracker
         self.flush_interval = flush_interval

@@ -35,7 +35,10 @@ class StationTopicPlugin(BaseTopicPlugin):
     Config = HubConfig
 
     async def topic_filtering(
-        self, *, session: Session | None = None, topic: str | None = None,
+        self,
+        *,
+        session: Session | None = None,
+        topic: str | None = None,
         action: Action | None = None,
     ) -> bool | None:
         principal = principal_of(session)

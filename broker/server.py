@@ -45,6 +45,17 @@ class BrokerStartError(StationError):
     pass
 
 
+class _DropStartupTraceback(logging.Filter):
+    """amqtt logs its own traceback when it cannot bind; we report that failure in
+    words (BrokerStartError), so the duplicate is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Broker startup failed"
+
+
+logging.getLogger("amqtt.broker").addFilter(_DropStartupTraceback())
+
+
 class EmbeddedBroker:
     def __init__(
         self,
@@ -83,8 +94,9 @@ class EmbeddedBroker:
         HUBS[self._hub_id] = self.hub
         self.ingest.start()
         started: Future[None] = Future()
-        self._thread = threading.Thread(target=self._thread_main, args=(started,),
-                                        name="mqtt-broker", daemon=True)
+        self._thread = threading.Thread(
+            target=self._thread_main, args=(started,), name="mqtt-broker", daemon=True
+        )
         self._thread.start()
         try:
             started.result(START_TIMEOUT_S)
@@ -94,8 +106,12 @@ class EmbeddedBroker:
             self.ingest.stop()
             HUBS.pop(self._hub_id, None)
             raise
-        log.info("MQTT broker listening on %s:%d (%d device credentials loaded)",
-                 self.settings.bind_host, self.port, len(self.registry.all_credentials()))
+        log.info(
+            "MQTT broker listening on %s:%d (%d device credentials loaded)",
+            self.settings.bind_host,
+            self.port,
+            len(self.registry.all_credentials()),
+        )
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -150,7 +166,8 @@ class EmbeddedBroker:
             return BrokerStartError(
                 f"cannot start the MQTT broker: port {self.settings.port} on "
                 f"{self.settings.bind_host} is already in use (another broker such as "
-                "mosquitto?). Stop it or choose another port with --port / Settings.")
+                "mosquitto?). Stop it or choose another port with --port / Settings."
+            )
         if isinstance(cause, OSError):
             return BrokerStartError(f"cannot start the MQTT broker on {where}: {cause.strerror}")
         return BrokerStartError(f"cannot start the MQTT broker on {where}: {exc}")
@@ -221,8 +238,15 @@ class EmbeddedBroker:
 
     # -- publishing --------------------------------------------------------------------
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1,
-                timeout: float = 5.0) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        qos: int = 1,
+        timeout: float = 5.0,
+    ) -> None:
         """Publish as the broker itself (thread-safe)."""
         if self._loop is None or self._amqtt is None:
             raise StationError("the MQTT broker is not running")

@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(verbosity: int) -> None:
-    level = logging.DEBUG if verbosity > 1 else logging.INFO
+def setup_logging(verbosity: int, default_level: int = logging.WARNING) -> None:
+    """Long-running commands log at INFO by default (they set `log_level`); -v adds INFO,
+    -vv DEBUG everywhere."""
+    level = logging.DEBUG if verbosity > 1 else logging.INFO if verbosity else default_level
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -56,7 +58,7 @@ def setup_logging(verbosity: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, getattr(args, "log_level", logging.INFO))
     func = getattr(args, "func", None)
     if func is None:
         from station.cli.gui_cmd import run_gui

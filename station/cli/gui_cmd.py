@@ -1,4 +1,4 @@
-"""`station` with no sub-command: the desktop window (Qt is imported only here and in station.ui)."""
+"""`station` with no sub-command: the desktop window (Qt lives only in station.ui)."""
 
 from __future__ import annotations
 

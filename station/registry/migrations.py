@@ -29,7 +29,8 @@ def schema_version(db: peewee.Database) -> int | None:
     """The stored version, or None for an empty database."""
     if not db.table_exists(Meta._meta.table_name):
         return None
-    row = Meta.get_or_none(Meta.key == "schema_version")
+    with db.bind_ctx([Meta]):
+        row = Meta.get_or_none(Meta.key == "schema_version")
     return int(row.value) if row else None
 
 
@@ -40,7 +41,7 @@ def _set_version(version: int) -> None:
 def migrate(db: peewee.Database, target: int | None = None) -> int:
     """Create or upgrade the schema; returns the version now in the database."""
     target = SCHEMA_VERSION if target is None else target
-    with db.atomic():
+    with db.bind_ctx(ALL_MODELS), db.atomic():
         current = schema_version(db)
         if current is None:
             db.create_tables(ALL_MODELS)

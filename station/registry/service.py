@@ -153,16 +153,24 @@ class Registry:
     def _take_node_number(self) -> int:
         key = f"node_counter:{self.node_name_prefix}"
         row = Meta.get_or_none(Meta.key == key)
-        used = [d.node_name for d in Device.select(Device.node_name).where(
-            Device.node_name.startswith(self.node_name_prefix))]
-        number = max(naming.next_number(self.node_name_prefix, used), int(row.value) + 1 if row else 1)
+        used = [
+            d.node_name
+            for d in Device.select(Device.node_name).where(
+                Device.node_name.startswith(self.node_name_prefix)
+            )
+        ]
+        number = max(
+            naming.next_number(self.node_name_prefix, used), int(row.value) + 1 if row else 1
+        )
         Meta.insert(key=key, value=str(number)).on_conflict_replace().execute()
         return number
 
     def rotate_token(self, device: Device) -> str:
         """A new token (e.g. when a crashed run must re-send credentials)."""
         token = credentials.new_token()
-        Device.update(token_hash=credentials.hash_token(token)).where(Device.id == device.id).execute()
+        Device.update(token_hash=credentials.hash_token(token)).where(
+            Device.id == device.id
+        ).execute()
         self._event(device, "token_rotated", "MQTT token replaced")
         return token
 
@@ -186,23 +194,31 @@ class Registry:
         log.info("registry: removed %s", device.node_name)
 
     def credentials(self, username: str) -> DeviceCredentials | None:
-        row = (Device.select(Device.mqtt_username, Device.token_hash, Device.topic_prefix,
-                             Device.node_name)
-               .where(Device.mqtt_username == username).first())
+        row = (
+            Device.select(
+                Device.mqtt_username, Device.token_hash, Device.topic_prefix, Device.node_name
+            )
+            .where(Device.mqtt_username == username)
+            .first()
+        )
         if row is None:
             return None
-        return DeviceCredentials(row.mqtt_username, row.token_hash, row.topic_prefix,
-                                 row.node_name)
+        return DeviceCredentials(row.mqtt_username, row.token_hash, row.topic_prefix, row.node_name)
 
     def all_credentials(self) -> list[DeviceCredentials]:
-        return [DeviceCredentials(d.mqtt_username, d.token_hash, d.topic_prefix, d.node_name)
-                for d in Device.select(Device.mqtt_username, Device.token_hash,
-                                       Device.topic_prefix, Device.node_name)]
+        return [
+            DeviceCredentials(d.mqtt_username, d.token_hash, d.topic_prefix, d.node_name)
+            for d in Device.select(
+                Device.mqtt_username, Device.token_hash, Device.topic_prefix, Device.node_name
+            )
+        ]
 
     def set_chip_id(self, device: Device, chip_id: str, **info: Any) -> None:
         """Seed step 3: the real chip id (and model/firmware/mac) from /api/info."""
-        fields = {"chip_id": chip_id, **{k: v for k, v in info.items()
-                                        if k in ("model", "firmware", "mac")}}
+        fields = {
+            "chip_id": chip_id,
+            **{k: v for k, v in info.items() if k in ("model", "firmware", "mac")},
+        }
         try:
             Device.update(**fields).where(Device.id == device.id).execute()
         except peewee.IntegrityError as exc:
@@ -210,7 +226,8 @@ class Registry:
             owner = other.node_name if other else "another device"
             raise RegistryError(
                 f"chip {chip_id} is already registered as {owner}; remove that entry "
-                "or re-provision it instead") from exc
+                "or re-provision it instead"
+            ) from exc
 
     # -- jobs ----------------------------------------------------------------------
 
@@ -225,12 +242,14 @@ class Registry:
 
     # -- events and readings -------------------------------------------------------
 
-    def _event(self, device: Device | None, kind: str, message: str,
-               data: dict | None = None) -> None:
+    def _event(
+        self, device: Device | None, kind: str, message: str, data: dict | None = None
+    ) -> None:
         Event.create(device=device, kind=kind, message=message, data=data)
 
-    def log_event(self, device: Device | None, kind: str, message: str,
-                  data: dict | None = None) -> None:
+    def log_event(
+        self, device: Device | None, kind: str, message: str, data: dict | None = None
+    ) -> None:
         self._event(device, kind, message, data)
 
     def events(self, device: Device | None = None, limit: int = 200) -> list[Event]:

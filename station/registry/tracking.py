@@ -48,7 +48,9 @@ class DeviceUpdate:
     data: dict = field(default_factory=dict)
 
 
-def parse_message(topic: str, payload: bytes | bytearray | None, ts: dt.datetime) -> Observation | None:
+def parse_message(
+    topic: str, payload: bytes | bytearray | None, ts: dt.datetime
+) -> Observation | None:
     """Map `<prefix>/status|info|state|event` to an Observation; None for other topics.
 
     Malformed payloads are reported as Observations with kind "bad_payload" so they
@@ -151,13 +153,19 @@ class Tracker:
         if last is not None and ts - last < self.reading_min_interval:
             return
         self._last_reading[dev_id] = ts
-        Reading.create(device=dev_id, ts=ts, temperature=state.get("temperature"),
-                       humidity=state.get("humidity"), rssi=state.get("rssi"))
+        Reading.create(
+            device=dev_id,
+            ts=ts,
+            temperature=state.get("temperature"),
+            humidity=state.get("humidity"),
+            rssi=state.get("rssi"),
+        )
 
     def _write_state(self, dev_id: int, obs: Observation, state: dict) -> DeviceUpdate:
         # A state message proves the device is up even if its `online` was missed.
         Device.update(last_state=state, last_seen=obs.ts, online=True).where(
-            Device.id == dev_id).execute()
+            Device.id == dev_id
+        ).execute()
         dev = Device.get_by_id(dev_id)
         return self._update(dev, "state", state=state)
 
@@ -170,29 +178,53 @@ class Tracker:
                 return None
             Device.update(online=False).where(Device.id == dev_id).execute()
             dev.online = False
-            Event.create(device=dev, ts=obs.ts, kind="offline",
-                         message=f"{dev.node_name} went offline ({obs.reason or 'will'})")
+            Event.create(
+                device=dev,
+                ts=obs.ts,
+                kind="offline",
+                message=f"{dev.node_name} went offline ({obs.reason or 'will'})",
+            )
             return self._update(dev, "offline")
         if obs.kind == "info":
-            info = {k: obs.payload.get(k) for k in INFO_FIELDS if isinstance(obs.payload.get(k), str)}
+            info = {
+                k: obs.payload.get(k) for k in INFO_FIELDS if isinstance(obs.payload.get(k), str)
+            }
             if info.get("chip_id") and dev.chip_id not in (None, info["chip_id"]):
-                Event.create(device=dev, ts=obs.ts, kind="chip_mismatch",
-                             message=f"{dev.node_name} reports chip {info['chip_id']}, "
-                                     f"registered as {dev.chip_id}")
+                Event.create(
+                    device=dev,
+                    ts=obs.ts,
+                    kind="chip_mismatch",
+                    message=f"{dev.node_name} reports chip {info['chip_id']}, "
+                    f"registered as {dev.chip_id}",
+                )
                 info.pop("chip_id")
-            if info.get("chip_id") and Device.select().where(
-                    (Device.chip_id == info["chip_id"]) & (Device.id != dev_id)).exists():
+            if (
+                info.get("chip_id")
+                and Device.select()
+                .where((Device.chip_id == info["chip_id"]) & (Device.id != dev_id))
+                .exists()
+            ):
                 info.pop("chip_id")
             if info:
                 Device.update(**info, last_seen=obs.ts).where(Device.id == dev_id).execute()
             return self._update(Device.get_by_id(dev_id), "info", info=info)
         if obs.kind == "event":
-            Event.create(device=dev, ts=obs.ts, kind="device_event",
-                         message=json.dumps(obs.payload)[:500], data=obs.payload)
+            Event.create(
+                device=dev,
+                ts=obs.ts,
+                kind="device_event",
+                message=json.dumps(obs.payload)[:500],
+                data=obs.payload,
+            )
             return self._update(dev, "event", data=obs.payload)
         if obs.kind == "bad_payload":
-            Event.create(device=dev, ts=obs.ts, kind="bad_payload",
-                         message=f"unreadable {obs.payload.get('topic')} message", data=obs.payload)
+            Event.create(
+                device=dev,
+                ts=obs.ts,
+                kind="bad_payload",
+                message=f"unreadable {obs.payload.get('topic')} message",
+                data=obs.payload,
+            )
             return None
         return None
 
@@ -204,18 +236,33 @@ class Tracker:
             fields.update(is_provisioned=True, provisioned_at=obs.ts)
         Device.update(**fields).where(Device.id == dev.id).execute()
         jobs = ProvisioningJob.update(
-            is_provisioned=True, connected_at=obs.ts, step="complete", progress=100,
-            status="done", error=None, updated_at=obs.ts,
+            is_provisioned=True,
+            connected_at=obs.ts,
+            step="complete",
+            progress=100,
+            status="done",
+            error=None,
+            updated_at=obs.ts,
         ).where((ProvisioningJob.device == dev.id) & (ProvisioningJob.is_provisioned == False))  # noqa: E712
         completed = jobs.execute()
         if not dev.online or first:
-            Event.create(device=dev, ts=obs.ts, kind="provisioned" if first else "online",
-                         message=f"{dev.node_name} is online" + (" (provisioned)" if first else ""))
+            Event.create(
+                device=dev,
+                ts=obs.ts,
+                kind="provisioned" if first else "online",
+                message=f"{dev.node_name} is online" + (" (provisioned)" if first else ""),
+            )
         for key, value in fields.items():
             setattr(dev, key, value)
         return self._update(dev, "online", provisioned=first or completed > 0)
 
     @staticmethod
     def _update(dev: Device, kind: str, **extra: Any) -> DeviceUpdate:
-        return DeviceUpdate(node_name=dev.node_name, topic_prefix=dev.topic_prefix, kind=kind,
-                            online=dev.online, last_seen=dev.last_seen, **extra)
+        return DeviceUpdate(
+            node_name=dev.node_name,
+            topic_prefix=dev.topic_prefix,
+            kind=kind,
+            online=dev.online,
+            last_seen=dev.last_seen,
+            **extra,
+        )

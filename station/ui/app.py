@@ -12,8 +12,10 @@ def run(args: argparse.Namespace) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = QMainWindow()
     window.setWindowTitle("ESP32 Provisioning Station")
-    label = QLabel("ESP32 Provisioning Station\n\nThe GUI is being built. "
-                   "Use `station broker` and `station devices` meanwhile.")
+    label = QLabel(
+        "ESP32 Provisioning Station\n\nThe GUI is being built. "
+        "Use `station broker` and `station devices` meanwhile."
+    )
     label.setMargin(24)
     window.setCentralWidget(label)
     window.resize(640, 360)

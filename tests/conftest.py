@@ -1,0 +1,90 @@
+"""Fixtures shared by every part: a real SQLite registry, the real embedded broker on
+loopback, and real MQTT clients (paho) to talk to it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+from support import Client, wait_for
+
+from broker import EmbeddedBroker
+from station.registry import Registry
+from station.settings import BrokerSettings
+
+
+@pytest.fixture
+def registry(tmp_path) -> Iterator[Registry]:
+    reg = Registry(str(tmp_path / "registry.sqlite3"))
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def broker(registry) -> Iterator[EmbeddedBroker]:
+    b = EmbeddedBroker(
+        registry,
+        BrokerSettings(bind_host="127.0.0.1", port=0),
+        reading_min_interval_s=0,
+        flush_interval_s=0.01,
+    )
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def connect(broker) -> Iterator[Callable[..., Client]]:
+    clients: list[Client] = []
+
+    def _connect(
+        client_id: str,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        will: str | None = None,
+        keepalive: int = 30,
+        port: int | None = None,
+    ) -> Client:
+        m = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        c = Client(m)
+        if username is not None:
+            m.username_pw_set(username, password)
+        if will:
+            m.will_set(will, "offline", qos=1, retain=True)
+
+        def on_connect(_c, _u, _f, rc, _p):
+            c.rc = rc
+            if rc.is_failure:
+                # Stop paho's automatic reconnects so a refused client stays refused.
+                m.disconnect()
+
+        def on_message(_c, _u, msg):
+            c.messages.append((msg.topic, msg.payload, msg.retain))
+
+        def on_subscribe(_c, _u, _mid, codes, _p):
+            c.suback.append([code.value for code in codes])
+
+        def on_disconnect(*_a):
+            c.disconnected = True
+
+        m.on_connect, m.on_message, m.on_subscribe = on_connect, on_message, on_subscribe
+        m.on_disconnect = on_disconnect
+        m.connect("127.0.0.1", port or broker.port, keepalive=keepalive)
+        m.loop_start()
+        wait_for(lambda: c.rc is not None, 5)
+        clients.append(c)
+        return c
+
+    yield _connect
+    for c in clients:
+        with contextlib.suppress(Exception):
+            c.close()
+
+
+@pytest.fixture
+def station_client(broker, connect) -> Client:
+    user, token = broker.station_credentials()
+    return connect("station-test", user, token)

@@ -1,0 +1,62 @@
+"""Helpers shared by tests (importable as `support`: tests/ is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.02):
+    """Poll until predicate() is truthy; return its value or fail with the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@dataclass
+class Client:
+    """A paho client that records what it receives; never reconnects on its own."""
+
+    mqtt: mqtt.Client
+    rc: object = None
+    messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
+    suback: list = field(default_factory=list)
+    disconnected: bool = False
+
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False):
+        info = self.mqtt.publish(topic, payload, qos=qos, retain=retain)
+        if qos:
+            info.wait_for_publish(3)
+        return info
+
+    def subscribe(self, topic: str, qos: int = 1) -> list:
+        before = len(self.suback)
+        self.mqtt.subscribe(topic, qos)
+        wait_for(lambda: len(self.suback) > before, 3)
+        return self.suback[-1]
+
+    def received(self, topic: str) -> list[bytes]:
+        return [payload for t, payload, _ in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.mqtt.disconnect()
+        self.mqtt.loop_stop()
+
+    def go_silent(self) -> None:
+        """Stop all traffic without closing the socket: a device losing power."""
+        self.mqtt.loop_stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
