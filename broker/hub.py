@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from amqtt.session import Session
 from broker import keepalive
 from broker.access import AccessControl, Principal, Role
 from station.registry.models import utcnow
-from station.registry.tracking import Observation, parse_message
+from station.registry.tracking import TRACKED_LEAVES, Observation
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,12 @@ class BrokerHub:
         self,
         access: AccessControl,
         observe: Callable[[Observation], None],
+        observe_raw: Callable[[str, bytes, float], None],
         keepalive_factor: float = 1.5,
     ) -> None:
         self.access = access
         self.observe = observe
+        self.observe_raw = observe_raw
         self.keepalive_factor = keepalive_factor
         self.amqtt_broker: Any = None  # set once the amqtt Broker exists
         self.live: dict[str, _Live] = {}
@@ -130,9 +133,10 @@ class BrokerHub:
             )
 
     def message(self, topic: str, data: bytes | bytearray | None) -> None:
-        obs = parse_message(topic, data, utcnow())
-        if obs is not None:
-            self.observe(obs)
+        # Hot path (every routed message): only a cheap topic test here; parsing
+        # happens in the ingest thread.
+        if topic.endswith(TRACKED_LEAVES):
+            self.observe_raw(topic, bytes(data or b""), time.time())
 
     def _count_changed(self) -> None:
         if self.on_connection_change is not None:

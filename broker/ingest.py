@@ -1,26 +1,35 @@
 """Registry ingest: a thread that writes the broker's observations in batches.
 
 The broker loop must never wait on the database (one slow commit would delay
-every client), so it only appends to a queue. This thread drains the queue every
-`flush_interval` seconds, applies the batch in one transaction, and then tells the
-listeners (e.g. the GUI bridge) what changed, so a listener that reads the
-registry always finds what it was told about.
+every client), so it only appends to a deque: `deque.append` is atomic under the
+GIL and takes no lock, so the hot path costs no thread hand-off per message. This
+thread wakes every `flush_interval` seconds, parses and applies everything queued
+in one transaction, and then tells the listeners (e.g. the GUI bridge) what
+changed, so a listener that reads the registry always finds what it was told about.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
-from station.registry.tracking import DeviceUpdate, Observation, Tracker
+from station.registry.tracking import DeviceUpdate, Observation, Tracker, parse_message
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[DeviceUpdate], None]
-_STOP = object()
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _parse(item: Observation | tuple[str, bytes, float]) -> Observation | None:
+    if isinstance(item, Observation):
+        return item
+    topic, payload, ts = item
+    return parse_message(topic, payload, _EPOCH + dt.timedelta(seconds=ts))
 
 
 class IngestWriter:
@@ -31,20 +40,29 @@ class IngestWriter:
         self.tracker = tracker
         self.flush_interval = flush_interval
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: deque[Observation | tuple[str, bytes, float]] = deque()
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
-        self._idle = threading.Condition()
-        self._pending = 0
+        self._stop = threading.Event()
+        self._done_cond = threading.Condition()
+        # Single writer each: `queued` on the broker thread, `done` here.
+        self.queued = 0
+        self.done = 0
         self.batches = 0
-        self.observations = 0
         self.errors = 0
 
-    # Called from the broker loop: must stay O(1) and never block.
+    # -- called from the broker loop: O(1), never blocks -------------------------------
+
     def put(self, obs: Observation) -> None:
-        with self._idle:
-            self._pending += 1
-        self._queue.put(obs)
+        self.queued += 1
+        self._queue.append(obs)
+
+    def put_message(self, topic: str, payload: bytes, ts: float) -> None:
+        """A routed MQTT message, parsed later in this thread."""
+        self.queued += 1
+        self._queue.append((topic, payload, ts))
+
+    # -- listeners and lifecycle ---------------------------------------------------------
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -54,6 +72,7 @@ class IngestWriter:
             self._listeners.remove(listener)
 
     def start(self) -> None:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="registry-ingest", daemon=True)
         self._thread.start()
 
@@ -61,54 +80,46 @@ class IngestWriter:
         """Write what is queued, then end the thread."""
         if self._thread is None:
             return
-        self._queue.put(_STOP)
+        self._stop.set()
         self._thread.join(timeout)
         self._thread = None
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Block until everything queued so far is committed (tests, shutdown)."""
+        """Block until everything queued so far is committed and announced."""
+        target = self.queued
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._pending:
+        with self._done_cond:
+            while self.done < target:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._idle.wait(remaining)
+                self._done_cond.wait(remaining)
         return True
 
     def _run(self) -> None:
         self.db.connect(reuse_if_open=True)
         try:
-            stopping = False
-            while not stopping:
-                batch: list[Observation] = []
-                item = self._queue.get()
-                deadline = time.monotonic() + self.flush_interval
-                while True:
-                    if item is _STOP:
-                        stopping = True
-                    else:
-                        batch.append(item)
-                    if stopping or len(batch) >= self.max_batch:
-                        break
-                    try:
-                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                    except queue.Empty:
-                        break
-                if batch:
+            while True:
+                stopping = self._stop.wait(self.flush_interval)
+                while self._queue:
+                    batch = []
+                    while self._queue and len(batch) < self.max_batch:
+                        batch.append(self._queue.popleft())
                     self._write(batch)
+                if stopping:
+                    return
         finally:
             # A shared (":memory:") connection belongs to the opener, not to this thread.
             if self.db.thread_safe and not self.db.is_closed():
                 self.db.close()
 
-    def _write(self, batch: list[Observation]) -> None:
+    def _write(self, batch: list) -> None:
         updates: list[DeviceUpdate] = []
         try:
+            parsed = [obs for obs in map(_parse, batch) if obs is not None]
             with self.db.atomic():
-                updates = self.tracker.apply(batch)
+                updates = self.tracker.apply(parsed)
             self.batches += 1
-            self.observations += len(batch)
         except Exception:
             # Keep the broker's view alive; the registry catches up with the next
             # message of each device (state and status are repeated).
@@ -121,6 +132,6 @@ class IngestWriter:
                     listener(update)
                 except Exception:
                     log.exception("device listener failed")
-        with self._idle:
-            self._pending -= len(batch)
-            self._idle.notify_all()
+        with self._done_cond:
+            self.done += len(batch)
+            self._done_cond.notify_all()

@@ -46,6 +46,11 @@ class BrokerSettings:
     max_connections: int = 2000
     # Grace added to a client's keep-alive before it is dropped (MQTT says 1.5x keep-alive).
     keepalive_factor: float = 1.5
+    # Freeze startup objects and collect less often: amqtt allocates per message, and
+    # default GC passes stall the loop for tens of ms at 1000 devices (docs/PERFORMANCE.md).
+    gc_tuning: bool = True
+    # "auto" = uvloop where installed, else asyncio's own loop.
+    event_loop: str = "auto"
 
 
 @dataclass

@@ -22,11 +22,13 @@ def registry(tmp_path) -> Iterator[Registry]:
     reg.close()
 
 
-@pytest.fixture
-def broker(registry) -> Iterator[EmbeddedBroker]:
+@pytest.fixture(params=["uvloop", "asyncio"])
+def broker(registry, request) -> Iterator[EmbeddedBroker]:
+    """The embedded broker on both event loops it can run on (uvloop: Linux/macOS;
+    asyncio's own: Windows)."""
     b = EmbeddedBroker(
         registry,
-        BrokerSettings(bind_host="127.0.0.1", port=0),
+        BrokerSettings(bind_host="127.0.0.1", port=0, event_loop=request.param),
         reading_min_interval_s=0,
         flush_interval_s=0.01,
     )

@@ -13,13 +13,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from station.registry.models import Device, Event, ProvisioningJob, Reading
+from station.registry.models import Device, Event, ProvisioningJob
 
 log = logging.getLogger(__name__)
 
 # Fields kept from a state document (anything else a device adds is ignored).
 STATE_FIELDS = ("temperature", "humidity", "rssi", "uptime", "heap_free", "error")
 INFO_FIELDS = ("chip_id", "model", "firmware", "ip", "mac")
+TRACKED_LEAVES = ("/status", "/info", "/state", "/event")
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Tracker:
 
     def __init__(self, reading_min_interval_s: float = 10.0) -> None:
         self.reading_min_interval = dt.timedelta(seconds=reading_min_interval_s)
-        self._ids: dict[str, int] = {}
+        self._ids: dict[str, tuple[int, str]] = {}  # prefix -> (device id, node name)
         self._last_reading: dict[int, dt.datetime] = {}
         self._unknown_logged: set[str] = set()
 
@@ -110,64 +111,80 @@ class Tracker:
         else:
             self._ids.pop(prefix, None)
 
-    def _device_id(self, prefix: str) -> int | None:
+    def _device(self, prefix: str) -> tuple[int, str] | None:
         if prefix not in self._ids:
-            row = Device.select(Device.id).where(Device.topic_prefix == prefix).first()
+            row = (
+                Device.select(Device.id, Device.node_name)
+                .where(Device.topic_prefix == prefix)
+                .first()
+            )
             if row is None:
                 if prefix not in self._unknown_logged:
                     self._unknown_logged.add(prefix)
                     log.info("ignoring messages for unregistered prefix %s", prefix)
                 return None
-            self._ids[prefix] = row.id
+            self._ids[prefix] = (row.id, row.node_name)
         return self._ids[prefix]
 
     def apply(self, batch: list[Observation]) -> list[DeviceUpdate]:
         """Write one batch (call inside a transaction); returns one update per change.
 
-        Consecutive `state` messages of the same device in a batch collapse into the
-        device row once; each still becomes a Reading if spaced far enough apart.
+        `state` messages are the bulk of the traffic: per batch each device's row is
+        written once (its latest state) and readings go in with one executemany, so
+        the ingest thread holds the GIL as little as possible.
         """
         updates: list[DeviceUpdate] = []
-        latest_state: dict[int, tuple[Observation, dict]] = {}
+        latest: dict[int, tuple[str, str, Observation, dict]] = {}
+        readings: list[tuple] = []
         for obs in batch:
-            dev_id = self._device_id(obs.prefix)
-            if dev_id is None:
+            found = self._device(obs.prefix)
+            if found is None:
                 continue
+            dev_id, node = found
             if obs.kind == "state":
                 state = clean_state(obs.payload)
-                self._maybe_reading(dev_id, obs.ts, state)
-                latest_state[dev_id] = (obs, state)
+                if self._reading_due(dev_id, obs.ts):
+                    readings.append((dev_id, obs.ts, state.get("temperature"),
+                                     state.get("humidity"), state.get("rssi")))
+                latest[dev_id] = (node, obs.prefix, obs, state)
                 continue
-            # Flush the pending state first so updates stay in arrival order.
-            if dev_id in latest_state:
-                updates.append(self._write_state(dev_id, *latest_state.pop(dev_id)))
+            # Write the pending state first so updates stay in arrival order.
+            if dev_id in latest:
+                updates += self._write_states({dev_id: latest.pop(dev_id)})
             update = self._apply_one(dev_id, obs)
             if update is not None:
                 updates.append(update)
-        for dev_id, (obs, state) in latest_state.items():
-            updates.append(self._write_state(dev_id, obs, state))
+        updates += self._write_states(latest)
+        if readings:
+            self._executemany(
+                "INSERT INTO reading (device_id, ts, temperature, humidity, rssi) "
+                "VALUES (?, ?, ?, ?, ?)", readings)
         return updates
 
-    def _maybe_reading(self, dev_id: int, ts: dt.datetime, state: dict) -> None:
+    def _reading_due(self, dev_id: int, ts: dt.datetime) -> bool:
         last = self._last_reading.get(dev_id)
         if last is not None and ts - last < self.reading_min_interval:
-            return
+            return False
         self._last_reading[dev_id] = ts
-        Reading.create(
-            device=dev_id,
-            ts=ts,
-            temperature=state.get("temperature"),
-            humidity=state.get("humidity"),
-            rssi=state.get("rssi"),
-        )
+        return True
 
-    def _write_state(self, dev_id: int, obs: Observation, state: dict) -> DeviceUpdate:
+    @staticmethod
+    def _executemany(sql: str, rows: list[tuple]) -> None:
+        db = Device._meta.database
+        cursor = db.cursor()
+        cursor.executemany(sql.replace("?", db.param), rows)
+
+    def _write_states(self, latest: dict[int, tuple[str, str, Observation, dict]]) -> list:
+        if not latest:
+            return []
         # A state message proves the device is up even if its `online` was missed.
-        Device.update(last_state=state, last_seen=obs.ts, online=True).where(
-            Device.id == dev_id
-        ).execute()
-        dev = Device.get_by_id(dev_id)
-        return self._update(dev, "state", state=state)
+        self._executemany(
+            "UPDATE device SET last_state = ?, last_seen = ?, online = ? WHERE id = ?",
+            [(json.dumps(state, separators=(",", ":")), obs.ts, True, dev_id)
+             for dev_id, (_, _, obs, state) in latest.items()])
+        return [DeviceUpdate(node_name=node, topic_prefix=prefix, kind="state", online=True,
+                             last_seen=obs.ts, state=state)
+                for node, prefix, obs, state in latest.values()]
 
     def _apply_one(self, dev_id: int, obs: Observation) -> DeviceUpdate | None:
         dev = Device.get_by_id(dev_id)

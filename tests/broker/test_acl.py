@@ -137,3 +137,31 @@ def test_monitor_never_publishes_nor_sees_sys():
     assert AccessControl.may_subscribe(mon, "home/#")
     assert not AccessControl.may_subscribe(mon, "$SYS/#")
     assert not AccessControl.may_receive(mon, "$SYS/broker/uptime")
+
+
+def test_retained_messages_of_other_devices_never_leak(registry, broker, connect, station_client):
+    """amqtt 0.12.1 replays retained messages matching other clients' filters to each new
+    client; the station's broker must not."""
+    station_client.subscribe("#")
+    a, b = registry.register_device(), registry.register_device()
+    na, nb = a.device.node_name, b.device.node_name
+    dev_b = connect(nb, nb, b.token)
+    dev_b.publish(f"{b.device.topic_prefix}/info", b'{"chip_id": "B"}', retain=True)
+    dev_b.publish(f"{b.device.topic_prefix}/status", b"online", retain=True)
+    dev_a = connect(na, na, a.token)
+    dev_a.publish(f"{a.device.topic_prefix}/status", b"online", retain=True)
+    dev_a.subscribe(f"{a.device.topic_prefix}/#")
+    wait_for(lambda: dev_a.received(f"{a.device.topic_prefix}/status"))
+    assert [t for t, _, _ in dev_a.messages] == [f"{a.device.topic_prefix}/status"]
+    # A subscription still gets its own retained message, flagged as retained.
+    assert dev_a.messages[0][2] is True
+
+
+def test_retained_message_delivered_on_subscribe(registry, broker, connect, station_client):
+    a = registry.register_device()
+    station_client.publish(f"{a.device.topic_prefix}/cmd", b'{"cmd":"identify"}', retain=True)
+    node = a.device.node_name
+    dev = connect(node, node, a.token)
+    dev.subscribe(f"{a.device.topic_prefix}/cmd")
+    got = wait_for(lambda: dev.received(f"{a.device.topic_prefix}/cmd"))
+    assert got == [b'{"cmd":"identify"}']

@@ -1,0 +1,169 @@
+"""amqtt's Broker with the station's ACL, tracking and routing on its hot path.
+
+Measured on 2 cores with 1000 devices × 1 msg/s (docs/PERFORMANCE.md), stock amqtt
+plus plugins could not keep up: every message spawned asyncio tasks for each topic
+plugin call and event, and routing compared the topic against every subscription
+filter (1000 devices subscribed to their own `cmd` = 1000 comparisons per message).
+This subclass keeps amqtt's behaviour but:
+
+- checks the ACL synchronously (`_topic_filtering`), with no task per check;
+- sees every routed message, wills included, in `_broadcast_message`, which is
+  where the registry ingest is fed (amqtt raises no event for a will);
+- routes through an index: exact filters by dict lookup, only wildcard filters
+  are matched one by one;
+- sends retained messages only for the session's own subscriptions and only where
+  the ACL lets it receive them. amqtt 0.12.1 replays, on every connect, the retained
+  messages matching *any* client's filters to the new client, unchecked: a device
+  connecting after the station subscribed to `#` would get every other device's
+  retained info and status (and a connect storm of N devices costs O(N³) matches).
+
+It overrides private methods of amqtt 0.12.1, which pyproject.toml pins exactly;
+tests/broker cover the behaviour these overrides must keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.session import Session
+
+from broker.access import AccessControl
+from broker.hub import BrokerHub, principal_of
+
+log = logging.getLogger(__name__)
+
+
+class SubscriptionIndex(dict):
+    """amqtt's `{filter: [(session, qos), ...]}` that also knows its wildcard filters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wildcards: list[str] = []
+
+    def _reindex(self) -> None:
+        self.wildcards = [f for f in self if "+" in f or "#" in f]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        new = key not in self
+        super().__setitem__(key, value)
+        if new and ("+" in key or "#" in key):
+            self.wildcards.append(key)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        if "+" in key or "#" in key:
+            self._reindex()
+
+    def pop(self, key: str, *default: Any) -> Any:
+        value = super().pop(key, *default)
+        self._reindex()
+        return value
+
+    def clear(self) -> None:
+        super().clear()
+        self.wildcards = []
+
+
+class StationBroker(Broker):
+    def __init__(
+        self, config: dict[str, Any], hub: BrokerHub, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        super().__init__(config, loop=loop)
+        self.hub = hub
+        self._subscriptions = SubscriptionIndex()
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        return self.allowed(session, topic, action)
+
+    @staticmethod
+    def allowed(session: Session | None, topic: str | None, action: Action) -> bool:
+        principal = principal_of(session)
+        if principal is None or not topic:
+            return False
+        if action == Action.PUBLISH:
+            return AccessControl.may_publish(principal, topic)
+        if action == Action.SUBSCRIBE:
+            return AccessControl.may_subscribe(principal, topic)
+        return AccessControl.may_receive(principal, topic)
+
+    async def _broadcast_message(
+        self,
+        session: Session | None,
+        topic: str | None,
+        data: bytes | bytearray | None,
+        force_qos: int | None = None,
+    ) -> None:
+        # Every message amqtt routes passes here after its ACL check: client publishes,
+        # wills and the station's own publishes.
+        if topic:
+            self.hub.message(topic, data)
+        await super()._broadcast_message(session, topic, data, force_qos)
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        topic_filter, qos = subscription
+        holders = self._subscriptions.get(topic_filter, ())
+        if not any(s.client_id == session.client_id for s, _ in holders):
+            return
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        if "+" in topic_filter or "#" in topic_filter:
+            candidates = [
+                r for t, r in self._retained_messages.items() if self._matches(t, topic_filter)
+            ]
+        else:
+            found = self._retained_messages.get(topic_filter)
+            candidates = [found] if found is not None else []
+        tasks = [
+            asyncio.ensure_future(
+                handler.mqtt_publish(r.topic, r.data, min(qos, r.qos or qos), retain=True)
+            )
+            for r in candidates
+            if self.allowed(session, r.topic, Action.RECEIVE)
+        ]
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _run_broadcast(self, running_tasks: deque[asyncio.Task[Any]]) -> None:
+        broadcast = await self._broadcast_queue.get()
+        topic = broadcast["topic"]
+        subs = self._subscriptions
+        groups = []
+        exact = subs.get(topic)
+        if exact:
+            groups.append(exact)
+        for a_filter in subs.wildcards:
+            if self._matches(topic, a_filter):
+                groups.append(subs[a_filter])
+        for subscriptions in groups:
+            for target_session, sub_qos in list(subscriptions):
+                qos = broadcast.get("qos", sub_qos)
+                if not self.allowed(target_session, topic, Action.RECEIVE):
+                    continue
+                state = target_session.transitions.state
+                # As amqtt: keep QoS 1/2 messages for a disconnected persistent session.
+                if (
+                    state != "connected"
+                    and not target_session.clean_session
+                    and qos in (QOS_1, QOS_2)
+                    and not target_session.is_anonymous
+                ):
+                    await self._retain_broadcast_message(broadcast, qos, target_session)
+                    continue
+                if state != "connected":
+                    continue
+                handler = self._get_handler(target_session)
+                if handler:
+                    running_tasks.append(
+                        asyncio.ensure_future(
+                            handler.mqtt_publish(topic, broadcast["data"], qos, retain=False)
+                        )
+                    )
