@@ -99,8 +99,9 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        if not 1 <= self.broker.port <= 65535:
-            raise ConfigError(f"broker.port must be 1-65535, got {self.broker.port}")
+        # 0 = any free port (tests, or several stations on one machine).
+        if not 0 <= self.broker.port <= 65535:
+            raise ConfigError(f"broker.port must be 0-65535, got {self.broker.port}")
         if self.broker.keepalive_factor < 1.0:
             raise ConfigError("broker.keepalive_factor must be at least 1.0")
         p = self.provisioning

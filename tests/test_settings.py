@@ -37,7 +37,7 @@ def test_missing_file_gives_defaults(tmp_path):
         ('{"brokr": {}}', "unknown settings section 'brokr'"),
         ('{"broker": {"prot": 1}}', "unknown setting broker.prot"),
         ('{"broker": {"port": "1883"}}', "broker.port must be int"),
-        ('{"broker": {"port": 70000}}', "1-65535"),
+        ('{"broker": {"port": 70000}}', "0-65535"),
         ('{"broker": {"allow_anonymous": 1}}', "must be bool"),
         ('{"provisioning": {"setup_passphrase": "short"}}', "8-63"),
         ("[]", "JSON object"),

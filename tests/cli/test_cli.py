@@ -123,3 +123,26 @@ def test_broker_command_port_taken(tmp_path, env):
     assert proc.returncode == 2
     assert f"port {port} on 127.0.0.1 is already in use" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_no_subcommand_without_display_runs_headless(tmp_path, env):
+    cfg = tmp_path / "settings.json"
+    cfg.write_text('{"broker": {"bind_host": "127.0.0.1", "port": 0}}')
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    env.pop("QT_QPA_PLATFORM", None)
+    proc = subprocess.Popen(
+        station("--config", str(cfg), "--db", str(tmp_path / "r.db")),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("broker listening on 127.0.0.1:")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0
+    assert "No display found" in err

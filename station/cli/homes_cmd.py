@@ -1,0 +1,95 @@
+"""`station homes`: customer sites and their home WiFi (password to the OS keyring)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+
+from station.cli.common import load_settings, open_registry
+from station.errors import StationError
+from station.secrets import SecretStore
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("homes", help="list, add or remove customer sites (homes)")
+    p.set_defaults(func=run_list, log_level=logging.WARNING)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    add = actions.add_parser("add", help="add a home and its WiFi")
+    add.add_argument("name")
+    add.add_argument("--ssid", required=True, help="the home WiFi network name")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the WiFi password from standard input (else prompt)",
+    )
+    add.set_defaults(func=run_add)
+    rm = actions.add_parser("remove", help="remove a home (its devices stay registered)")
+    rm.add_argument("name")
+    rm.set_defaults(func=run_remove)
+
+
+def read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return getpass.getpass("Home WiFi password (empty for an open network): ")
+
+
+def check_wifi_password(password: str) -> None:
+    # WPA2: 8-63 characters, or empty for an open network (PROTOCOL.md validation).
+    if password and not 8 <= len(password) <= 63:
+        raise StationError(
+            "a WPA2 password has 8-63 characters (or leave it empty for an open network)"
+        )
+
+
+def run_list(args: argparse.Namespace) -> int:
+    registry = open_registry(args, load_settings(args))
+    store = SecretStore()
+    try:
+        homes = registry.homes()
+        if not homes:
+            print("No homes yet: add one with `station homes add NAME --ssid SSID`.")
+        for home in homes:
+            saved = "password saved" if store.home_password(home.id) else "no password saved"
+            print(
+                f"{home.id:>3}  {home.name}  (WiFi {home.wifi_ssid!r}, {saved}, "
+                f"{len(home.devices)} devices)"
+            )
+        print(f"\nWiFi passwords: {store.description}")
+        return 0
+    finally:
+        registry.close()
+
+
+def run_add(args: argparse.Namespace) -> int:
+    password = read_password(args.password_stdin)
+    check_wifi_password(password)
+    registry = open_registry(args, load_settings(args))
+    store = SecretStore()
+    try:
+        home = registry.add_home(args.name, args.ssid)
+        store.set_home_password(home.id, password)
+        print(f"Added home {home.name!r} (WiFi {home.wifi_ssid!r}).")
+        if not store.persistent:
+            print(
+                "No OS keyring is available here: the WiFi password is not saved and will "
+                "be asked for when you provision.",
+                file=sys.stderr,
+            )
+        return 0
+    finally:
+        registry.close()
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    registry = open_registry(args, load_settings(args))
+    try:
+        home = registry.home(args.name)
+        SecretStore().delete_home_password(home.id)
+        home.delete_instance()
+        print(f"Removed home {args.name!r}.")
+        return 0
+    finally:
+        registry.close()
