@@ -17,6 +17,7 @@ from station import __version__
 COMMANDS = [
     "broker_cmd",
     "devices_cmd",
+    "homes_cmd",
 ]
 
 
