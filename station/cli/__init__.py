@@ -18,6 +18,8 @@ COMMANDS = [
     "broker_cmd",
     "devices_cmd",
     "homes_cmd",
+    "firmware_cmd",
+    "sim_cmd",
 ]
 
 

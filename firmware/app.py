@@ -1,0 +1,120 @@
+# The device: boot, factory-reset button, then setup mode or home-network mode.
+#
+# Modes are imported lazily so a device in setup mode never loads the MQTT code
+# and a running device never loads the HTTP server (RAM is the scarce resource).
+import asyncio
+import gc
+import json
+import sys
+import time
+
+import board
+import devconfig
+import factory
+from util import log
+
+
+class Device:
+    def __init__(self, hw):
+        self.board = hw
+        self.timing = dict(factory.TIMING)
+        self.timing.update(hw.timing())
+        self.chip_id = hw.chip_id()
+        self.ap_ssid = factory.AP_SSID_PREFIX + self.chip_id[-6:]
+        self.store = devconfig.Store(hw.flash_dir)
+        self.cfg = {}
+
+    def reboot(self):
+        log("rebooting")
+        self.board.reset()
+
+    def reboot_soon(self):
+        # Called once the HTTP response is out: give the TCP stack time to deliver it.
+        async def later():
+            await asyncio.sleep_ms(self.timing["restart_delay_ms"])
+            self.reboot()
+
+        asyncio.create_task(later())
+
+    async def check_button(self):
+        # GPIO0 held at reset puts an ESP32 into its ROM bootloader, so the button
+        # is pressed just after power-on: any press within the window, held for
+        # button_hold_s, erases the config. The LED blinks fast meanwhile.
+        t, hw = self.timing, self.board
+        window = time.ticks_add(time.ticks_ms(), t["button_window_ms"])
+        while not hw.button_held():
+            if time.ticks_diff(window, time.ticks_ms()) <= 0:
+                return
+            await asyncio.sleep_ms(50)
+        log("BOOT button held: keep holding", t["button_hold_s"], "s to erase the config")
+        start = time.ticks_ms()
+        on = False
+        while hw.button_held():
+            on = not on
+            hw.led(on)
+            if time.ticks_diff(time.ticks_ms(), start) >= t["button_hold_s"] * 1000:
+                self.store.erase()
+                log("factory reset: config erased")
+                hw.led(True)
+                await asyncio.sleep_ms(1000)
+                break
+            await asyncio.sleep_ms(100)
+        hw.led(False)
+
+    async def run(self):
+        log("boot:", factory.MODEL, factory.FIRMWARE, "chip", self.chip_id, "on", sys.platform)
+        await self.check_button()
+        self.cfg = self.store.load()
+        last = self._fallback_note()
+        if last is None and devconfig.configured(self.cfg):
+            last = await self._home()
+            # Falling back to setup mode. Reboot into it so the HTTP server starts on
+            # a clean, unfragmented heap; RTC memory carries the reason across.
+            if self.board.rtc_write(json.dumps(last).encode()):
+                self.reboot()
+            for name in ("homemode", "mqttc"):  # no RTC memory: free what we can
+                sys.modules.pop(name, None)
+            gc.collect()
+        import setupmode
+
+        await setupmode.SetupMode(self, last).run()
+
+    async def _home(self):
+        # A function of its own so no reference to the module outlives it.
+        import homemode
+
+        return await homemode.HomeMode(self).run()
+
+    def _fallback_note(self):
+        # Written just before a fallback reboot; read (and cleared) once.
+        note = self.board.rtc_read()
+        if not note:
+            return None
+        self.board.rtc_write(b"")
+        try:
+            last = json.loads(note)
+        except ValueError:
+            return None
+        if not isinstance(last, dict):
+            return None
+        log("boot: back in setup mode after the home network failed:", last.get("wifi"))
+        return last
+
+
+def main():
+    hw = board.Board()
+    hw.seed_random()
+    dev = Device(hw)
+    try:
+        asyncio.run(dev.run())
+    except KeyboardInterrupt:
+        raise  # a developer at the REPL wants the prompt, not a reboot
+    except Exception as e:
+        # Never stranded: whatever went wrong, come back up in a known state.
+        try:
+            log("fatal:", repr(e))
+            sys.print_exception(e)
+        except Exception:
+            pass
+        time.sleep_ms(dev.timing["restart_delay_ms"])
+        hw.reset()

@@ -1,0 +1,289 @@
+# Home-network mode: STA only, MQTT session per PROTOCOL.md section 2.
+#
+# run() comes back only to fall back to setup mode; it returns the last known
+# trial result so /api/status can say why (wrong_password, no_ap_found, ...).
+import asyncio
+import gc
+import json
+import time
+
+import factory
+import mqttc
+import net
+import validate
+from util import Backoff, log, uptime_s
+
+_WIFI_RETRY_MS = 1000
+
+
+class HomeMode:
+    def __init__(self, dev):
+        self.dev = dev
+        m = dev.cfg["mqtt"]
+        self.m = m
+        p = m["topic_prefix"]
+        self.t_status = p + "/status"
+        self.t_info = p + "/info"
+        self.t_state = p + "/state"
+        self.t_cmd = p + "/cmd"
+        self.t_event = p + "/event"
+        self.interval = dev.cfg.get("interval", dev.timing["interval_s"])
+        self.next_at = 0
+        self.client = None
+        self.ip = None
+        self.blinking = False
+        self.client_connected = False
+        self.leaving = False  # reboot/factory_reset under way: do not reconnect
+
+    async def run(self):
+        dev, board, t = self.dev, self.dev.board, self.dev.timing
+        board.ap_down()  # STA only: no open door to the device while it runs
+        board.led(False)
+        backoff = Backoff(t["backoff_min_ms"], t["backoff_max_ms"])
+        fallback_ms = t["fallback_s"] * 1000
+        wifi_fail_since = None
+        broker_fail_since = None
+        while True:
+            status = await self._join_wifi()
+            now = time.ticks_ms()
+            if status != "connected":
+                # Spec: a home network failing for ~60 s sends the device back to setup.
+                if wifi_fail_since is None:
+                    wifi_fail_since = now
+                elif time.ticks_diff(now, wifi_fail_since) > fallback_ms:
+                    log("home: network failing for", t["fallback_s"], "s, back to setup mode")
+                    board.sta_disconnect()
+                    return {"wifi": status}
+                await asyncio.sleep_ms(_WIFI_RETRY_MS)
+                continue
+            wifi_fail_since = None
+            started = time.ticks_ms()
+            try:
+                await self._session()
+            except Exception as e:  # refused, unreachable, lost: all end in a retry
+                log("mqtt: session ended:", _why(e))
+            while self.leaving:
+                await asyncio.sleep_ms(1000)
+            if self.client_connected:
+                broker_fail_since = None
+            lasted = time.ticks_diff(time.ticks_ms(), started)
+            if lasted > t["keepalive_s"] * 1000:
+                backoff.reset()  # it was a working session, not a flapping one
+            if not self.client_connected and not dev.cfg.get("proven"):
+                # A config that never reached its broker (typo, wrong token) must not
+                # strand the device on the home network without its setup AP.
+                if broker_fail_since is None:
+                    broker_fail_since = started
+                elif time.ticks_diff(time.ticks_ms(), broker_fail_since) > fallback_ms:
+                    log("home: broker never reached, back to setup mode")
+                    board.sta_disconnect()
+                    return {"wifi": "connected", "ip": self.ip, "broker": "unreachable"}
+            delay = backoff.next_ms()
+            log("mqtt: reconnecting in", delay, "ms")
+            await asyncio.sleep_ms(delay)
+
+    async def _join_wifi(self):
+        board, t = self.dev.board, self.dev.timing
+        if board.sta_status() == "connected":
+            return "connected"
+        w = self.dev.cfg["wifi"]
+        log("home: joining", repr(w["ssid"]))
+        board.sta_connect(w["ssid"], w["password"])
+        deadline = time.ticks_add(time.ticks_ms(), t["trial_s"] * 1000)
+        status = "connecting"
+        while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            status = board.sta_status()
+            if status in ("connected", "wrong_password", "no_ap_found", "failed"):
+                break
+            await asyncio.sleep_ms(100)
+        if status == "connecting":
+            status = "failed"
+        if status == "connected":
+            self.ip = board.sta_ip()
+            log("home: connected, ip", self.ip)
+        else:
+            log("home: wifi", status)
+        return status
+
+    async def _session(self):
+        dev, t, m = self.dev, self.dev.timing, self.m
+        self.client_connected = False
+        stream = await net.connect(dev.board, m["broker"], m["port"], t["probe_ms"])
+        client = mqttc.Client(m["node_name"], m.get("username"), m.get("password"),
+                              t["keepalive_s"], will=(self.t_status, "offline", True, 1))
+        self.client = client
+        try:
+            await client.connect(stream, t["probe_ms"], self._on_message)
+            self.client_connected = True
+            log("mqtt: connected to", m["broker"], m["port"], "as", m["node_name"])
+            self._prove()
+            # Subscribe first: a station that reacts to "online" with a command must be heard.
+            await client.subscribe(self.t_cmd)
+            await client.publish(self.t_status, "online", retain=True, qos=1)
+            await client.publish(self.t_info, self._info(), retain=True, qos=1)
+            for topic, doc in self._discovery():
+                await client.publish(topic, doc, retain=True, qos=1)
+            await self._state_loop(client)
+        finally:
+            await client.close()
+            self.client = None
+
+    def _prove(self):
+        cfg = self.dev.cfg
+        if not cfg.get("proven"):
+            cfg = dict(cfg)
+            cfg["proven"] = True
+            self.dev.store.save(cfg)
+            self.dev.cfg = cfg
+
+    async def _state_loop(self, client):
+        board = self.dev.board
+        self.next_at = time.ticks_ms()
+        checked = time.ticks_ms()
+        while not client.dead.is_set():
+            now = time.ticks_ms()
+            if time.ticks_diff(now, self.next_at) >= 0:
+                self.next_at = time.ticks_add(now, self.interval * 1000)
+                await client.publish(self.t_state, self._state())
+            if time.ticks_diff(now, checked) >= 1000:
+                checked = now
+                if board.sta_status() != "connected":
+                    log("home: wifi lost")
+                    return
+            await asyncio.sleep_ms(100)
+
+    # --- payloads ----------------------------------------------------------
+
+    def _state(self):
+        board = self.dev.board
+        try:
+            temp, hum = board.read_dht()
+            doc = {"temperature": float(temp), "humidity": float(hum)}
+        except Exception:  # the DHT11 timed out or sent garbage: report, never crash
+            doc = {"temperature": None, "humidity": None, "error": "sensor_timeout"}
+        gc.collect()
+        doc["rssi"] = board.sta_rssi()
+        doc["uptime"] = uptime_s()
+        doc["heap_free"] = gc.mem_free()
+        return json.dumps(doc)
+
+    def _info(self):
+        return json.dumps({
+            "chip_id": self.dev.chip_id,
+            "model": factory.MODEL,
+            "firmware": factory.FIRMWARE,
+            "ip": self.ip,
+            "node_name": self.m["node_name"],
+        })
+
+    def _discovery(self):
+        node = self.m["node_name"]
+        device = {
+            "identifiers": [self.dev.chip_id],
+            "name": node,
+            "model": factory.MODEL,
+            "manufacturer": "Espressif",
+            "sw_version": factory.FIRMWARE,
+        }
+        for kind, name, unit in (("temperature", "Temperature", "°C"), ("humidity", "Humidity", "%")):
+            uid = node + "_" + kind
+            yield "homeassistant/sensor/" + uid + "/config", json.dumps({
+                "name": name,
+                "unique_id": uid,
+                "device_class": kind,
+                "state_class": "measurement",
+                "unit_of_measurement": unit,
+                "state_topic": self.t_state,
+                "value_template": "{{ value_json.%s }}" % kind,
+                "availability_topic": self.t_status,
+                "payload_available": "online",
+                "payload_not_available": "offline",
+                "device": device,
+            })
+
+    # --- commands ----------------------------------------------------------
+
+    def _on_message(self, topic, payload):
+        if topic != self.t_cmd:
+            return
+        try:
+            doc = json.loads(payload.decode())
+        except (ValueError, UnicodeError):
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("cmd"), str):
+            self._reply({"cmd": None, "ok": False, "error": "bad_json"})
+            return
+        cmd = doc["cmd"]
+        log("cmd:", cmd)
+        if cmd == "identify":
+            if not self.blinking:
+                asyncio.create_task(self._identify())
+            self._reply({"cmd": cmd, "ok": True})
+        elif cmd == "set_interval":
+            value = doc.get("value")
+            if not validate.is_interval(value):
+                self._reply({"cmd": cmd, "ok": False, "error": "bad_value",
+                             "detail": "value must be an integer %d-%d" % (validate.INTERVAL_MIN, validate.INTERVAL_MAX)})
+                return
+            self.interval = value
+            self.next_at = time.ticks_add(time.ticks_ms(), value * 1000)
+            cfg = dict(self.dev.cfg)
+            cfg["interval"] = value
+            self.dev.store.save(cfg)  # survives a reboot
+            self.dev.cfg = cfg
+            self._reply({"cmd": cmd, "ok": True, "value": value})
+        elif cmd == "reboot":
+            self._reply({"cmd": cmd, "ok": True})
+            asyncio.create_task(self._leave(False))
+        elif cmd == "factory_reset":
+            self._reply({"cmd": cmd, "ok": True})
+            asyncio.create_task(self._leave(True))
+        else:
+            self._reply({"cmd": cmd, "ok": False, "error": "unknown_cmd"})
+
+    def _reply(self, doc):
+        asyncio.create_task(self._publish_quietly(self.t_event, json.dumps(doc)))
+
+    async def _publish_quietly(self, topic, msg):
+        client = self.client
+        try:
+            if client:
+                await client.publish(topic, msg)
+        except Exception as e:
+            log("mqtt: event not sent:", _why(e))
+
+    async def _identify(self):
+        board = self.dev.board
+        self.blinking = True
+        try:
+            for _ in range(self.dev.timing["identify_s"] * 4):
+                board.led(True)
+                await asyncio.sleep_ms(125)
+                board.led(False)
+                await asyncio.sleep_ms(125)
+        finally:
+            self.blinking = False
+
+    async def _leave(self, erase):
+        # A planned exit says "offline" itself: a clean DISCONNECT sends no will.
+        self.leaving = True
+        client = self.client
+        await asyncio.sleep_ms(50)  # let the event reply go out first
+        if client:
+            try:
+                if erase:  # Home Assistant removes entities whose config is emptied
+                    for topic, _ in self._discovery():
+                        await client.publish(topic, b"", retain=True, qos=1)
+                await client.publish(self.t_status, "offline", retain=True, qos=1)
+            except Exception as e:
+                log("mqtt: goodbye not sent:", _why(e))
+            await client.disconnect()
+        if erase:
+            self.dev.store.erase()
+            log("factory reset: config erased")
+        await asyncio.sleep_ms(self.dev.timing["restart_delay_ms"])
+        self.dev.reboot()
+
+
+def _why(e):
+    return type(e).__name__ + (" " + str(e) if str(e) else "")

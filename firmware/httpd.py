@@ -1,0 +1,192 @@
+# A deliberately small HTTP/1.1 server for the setup API (JSON in, JSON out).
+#
+# Why not microdot: see README.md. In short, the setup API is six fixed JSON
+# routes, and the device must survive hostile or broken clients on a ~100 KB heap:
+# every read here is bounded in bytes and in time, and the number of open
+# connections is capped, which microdot 2.7 does not do (no read timeout, no cap
+# on header count or connections) at three times the heap cost.
+import asyncio
+import json
+
+from util import log
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class Reject(Exception):
+    # A request answered with an error; handlers may raise it too.
+    def __init__(self, status, code, detail, field=None):
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.field = field
+
+    def body(self):
+        obj = {"error": self.code, "detail": self.detail}
+        if self.field:
+            obj["field"] = self.field
+        return obj
+
+
+class _Quiet(Exception):
+    pass
+
+
+def json_object(raw):
+    # The body of a POST as a dict, or 400 bad_json.
+    try:
+        obj = json.loads(raw.decode())
+    except (ValueError, UnicodeError):
+        obj = None
+    if not isinstance(obj, dict):
+        raise Reject(400, "bad_json", "body must be a JSON object")
+    return obj
+
+
+class Server:
+    max_head = 1024  # request line + headers, bytes
+    max_body = 1024  # PROTOCOL.md: larger bodies get 413 too_large
+    max_clients = 5  # further connections get 503 at once (sockets and RAM are scarce)
+    timeout_ms = 5000  # a whole request must arrive within this (slowloris)
+    chunk = 256
+
+    def __init__(self, routes, on_request=None):
+        # routes: {path: {method: handler}}; handler(raw_body) -> (status, obj[, after])
+        # where `after` is called once the response has been sent and closed.
+        self.routes = routes
+        self.on_request = on_request
+        self.active = 0
+
+    async def handle(self, reader, writer):
+        if self.active >= self.max_clients:
+            try:
+                await _respond(writer, 503, {"error": "busy", "detail": "too many connections"})
+            except Exception:
+                pass
+            await _close(writer)
+            return
+        self.active += 1
+        after = None
+        try:
+            after = await asyncio.wait_for_ms(self._serve(reader, writer), self.timeout_ms)
+        except _Quiet:
+            pass  # connected and left without a word (a port check)
+        except Exception as e:  # timeout, reset, garbage: this connection only
+            log("http: connection dropped:", type(e).__name__)
+        finally:
+            self.active -= 1
+            await _close(writer)
+        if after:
+            after()
+
+    async def _serve(self, reader, writer):
+        try:
+            method, path, headers, rest = await self._read_head(reader)
+            status, obj, after = await self._dispatch(reader, method, path, headers, rest)
+        except Reject as r:
+            await _respond(writer, r.status, r.body())
+            await _discard(reader)
+            return None
+        await _respond(writer, status, obj)
+        return after
+
+    async def _read_head(self, reader):
+        buf = b""
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(buf) > self.max_head:
+                raise Reject(431, "headers_too_large", "request line and headers exceed %d bytes" % self.max_head)
+            data = await reader.read(self.chunk)
+            if not data:
+                raise _Quiet() if not buf else OSError("closed before the headers ended")
+            buf += data
+        if end > self.max_head:
+            raise Reject(431, "headers_too_large", "request line and headers exceed %d bytes" % self.max_head)
+        rest = buf[end + 4:]
+        try:
+            lines = buf[:end].decode().split("\r\n")
+        except UnicodeError:
+            raise Reject(400, "bad_request", "headers are not valid UTF-8")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[0].isalpha() or not parts[0].isupper() \
+                or not parts[1].startswith("/") or not parts[2].startswith("HTTP/1."):
+            raise Reject(400, "bad_request", "malformed request line")
+        headers = {}
+        for line in lines[1:]:
+            i = line.find(":")
+            if i <= 0:
+                raise Reject(400, "bad_request", "malformed header line")
+            headers[line[:i].strip().lower()] = line[i + 1:].strip()
+        path = parts[1].split("?", 1)[0]
+        return parts[0], path, headers, rest
+
+    async def _dispatch(self, reader, method, path, headers, rest):
+        if self.on_request:
+            self.on_request()
+        if "transfer-encoding" in headers:
+            raise Reject(411, "length_required", "send the body with Content-Length")
+        length = headers.get("content-length", "0")
+        if not length.isdigit():
+            raise Reject(400, "bad_request", "bad Content-Length")
+        length = int(length)
+        if length > self.max_body:
+            raise Reject(413, "too_large", "body exceeds %d bytes" % self.max_body)
+        methods = self.routes.get(path)
+        if methods is None:
+            raise Reject(404, "not_found", "no such endpoint: " + path)
+        handler = methods.get(method)
+        if handler is None:
+            raise Reject(405, "method_not_allowed", "use " + " or ".join(methods))
+        body = rest[:length]
+        if len(body) < length:
+            body += await reader.readexactly(length - len(body))
+        try:
+            res = handler(body)
+        except Reject:
+            raise
+        except Exception as e:
+            log("http: handler failed:", repr(e))
+            raise Reject(500, "internal", "internal error")
+        if len(res) == 2:
+            return res[0], res[1], None
+        return res
+
+
+async def _respond(writer, status, obj):
+    body = json.dumps(obj)
+    head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
+        status, _REASONS.get(status, "Error"), len(body.encode()))
+    writer.write(head.encode() + body.encode())
+    await writer.drain()
+
+
+async def _discard(reader):
+    # Closing a socket with unread input makes the kernel send RST, and a client
+    # can then lose the error response it has not read yet. Swallow a little.
+    try:
+        for _ in range(8):
+            if not await asyncio.wait_for_ms(reader.read(256), 100):
+                break
+    except Exception:
+        pass
+
+
+async def _close(writer):
+    try:
+        writer.close()
+        await writer.wait_closed()
+    except Exception:
+        pass

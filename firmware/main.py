@@ -1,0 +1,4 @@
+# Runs after boot.py on every reset; everything lives in app (compiled to .mpy).
+import app
+
+app.main()

@@ -1,0 +1,88 @@
+"""`station firmware build|deploy`: the firmware's file set, and putting it on a board."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from station.sim import firmware
+
+DEFAULT_OUT = Path("firmware-build")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "firmware", help="build the ESP32 firmware or deploy it to a board"
+    )
+    sub = parser.add_subparsers(dest="firmware_command", metavar="ACTION", required=True)
+
+    build = sub.add_parser("build", help="compile the deployable file set (.mpy + boot.py/main.py)")
+    build.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
+    )
+    build.add_argument(
+        "--board",
+        choices=firmware.BOARDS,
+        default="esp32",
+        help="esp32 (default) or host (adds the simulated board for the unix port)",
+    )
+    _passphrase_option(build)
+    build.set_defaults(func=run_build)
+
+    deploy = sub.add_parser(
+        "deploy", help="copy the firmware to a board with mpremote and reset it"
+    )
+    deploy.add_argument(
+        "--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB0 or COM3"
+    )
+    deploy.add_argument(
+        "--build-dir", type=Path, help="an existing build (default: build now into a temp folder)"
+    )
+    _passphrase_option(deploy)
+    deploy.add_argument(
+        "--erase-config", action="store_true", help="also delete the stored WiFi/MQTT config"
+    )
+    deploy.add_argument(
+        "--no-reset", dest="reset", action="store_false", help="do not reset the board afterwards"
+    )
+    deploy.add_argument(
+        "--mpremote", help="path of the mpremote program (default: the one installed)"
+    )
+    deploy.set_defaults(func=run_deploy)
+
+
+def _passphrase_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ap-passphrase",
+        default=firmware.DEFAULT_PASSPHRASE,
+        help="WPA2 passphrase of the setup AP (default: %(default)s, the seed's)",
+    )
+
+
+def run_build(args: argparse.Namespace) -> int:
+    result = firmware.build(args.out, board=args.board, ap_passphrase=args.ap_passphrase)
+    print(f"built {len(result.files)} files for {args.board} in {result.out}")
+    for f in result.files:
+        print(f"  {f.as_posix()}")
+    return 0
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    if args.build_dir is not None:
+        return _deploy(args, args.build_dir)
+    with tempfile.TemporaryDirectory(prefix="station-fw-") as tmp:
+        firmware.build(Path(tmp), board="esp32", ap_passphrase=args.ap_passphrase)
+        return _deploy(args, Path(tmp))
+
+
+def _deploy(args: argparse.Namespace, build_dir: Path) -> int:
+    firmware.deploy(
+        args.port,
+        build_dir,
+        reset=args.reset,
+        erase_config=args.erase_config,
+        mpremote=args.mpremote,
+    )
+    print(f"deployed {build_dir} to {args.port}" + (" and reset it" if args.reset else ""))
+    return 0
