@@ -7,8 +7,10 @@ Roles:
 - device: username = node_name = client id, token checked against its hash; publish
   and subscribe only under `<topic_prefix>/`, plus publish of its own Home Assistant
   discovery documents `homeassistant/<component>/<node_name>_<id>/config`.
-- monitor: anonymous clients, only when the operator turns them on; they may
-  subscribe (read) but never publish, and never see `$SYS`.
+- anonymous clients, only when the operator turns them on: a client id that is a
+  registered node name acts as that device (the seed's `/api/mqtt` body has no
+  credentials); any other is a monitor that may subscribe (read) but never
+  publish, and never sees `$SYS`.
 """
 
 from __future__ import annotations
@@ -102,6 +104,11 @@ class AccessControl:
         if not username:
             if not self.allow_anonymous:
                 return Decision(None, "anonymous clients are not allowed")
+            # The seed's /api/mqtt body carries no credentials: with anonymous access
+            # turned on, a registered node name as client id acts as that device.
+            cred = self._device(client_id) if client_id else None
+            if cred is not None:
+                return self._device_decision(cred, will_topic, "device without token")
             if will_topic:
                 return Decision(None, "anonymous clients may not set a will")
             return Decision(Principal(Role.MONITOR, None), "anonymous monitor")
@@ -116,11 +123,16 @@ class AccessControl:
             return Decision(None, f"wrong token for {username!r}")
         if client_id is None or not hmac.compare_digest(client_id, username):
             return Decision(None, f"client id {client_id!r} does not match user {username!r}")
-        principal = Principal(Role.DEVICE, username, cred.topic_prefix, cred.node_name)
+        return self._device_decision(cred, will_topic, "device")
+
+    def _device_decision(
+        self, cred: DeviceCredentials, will_topic: str | None, reason: str
+    ) -> Decision:
+        principal = Principal(Role.DEVICE, cred.username, cred.topic_prefix, cred.node_name)
         # Wills bypass amqtt's topic plugins, so the will topic is checked here.
         if will_topic is not None and not self.may_publish(principal, will_topic):
             return Decision(None, f"will topic {will_topic!r} outside {cred.topic_prefix}/")
-        return Decision(principal, "device")
+        return Decision(principal, reason)
 
     # -- topics ------------------------------------------------------------------------
 

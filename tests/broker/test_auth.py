@@ -103,3 +103,26 @@ def test_token_is_stored_hashed(device, registry, tmp_path):
     raw += wal.read_bytes() if wal.exists() else b""
     assert device.token.encode() not in raw
     assert registry.device(device.device.node_name).token_hash.startswith("sha256$")
+
+
+def test_anonymous_mode_lets_a_registered_node_act_as_itself(registry, broker, connect,
+                                                             station_client):
+    """The seed's /api/mqtt body has no credentials; with anonymous access turned on a
+    registered node name as client id is that device, and nothing more."""
+    issued = registry.register_device()
+    node, prefix = issued.device.node_name, issued.device.topic_prefix
+    assert connect(node, None, None).rc.is_failure  # off by default
+    broker.access.allow_anonymous = True
+    station_client.subscribe("#")
+    dev = connect(node, None, None, will=f"{prefix}/status")
+    assert dev.rc == 0
+    dev.publish(f"{prefix}/status", "online", retain=True)
+    dev.publish("home/other_device/state", "{}")
+    wait_for(lambda: registry.device(node).online)
+    assert station_client.received("home/other_device/state") == []
+    stranger = connect("not-a-node", None, None)
+    assert stranger.rc == 0
+    stranger.publish(f"{prefix}/status", "offline", retain=True)
+    assert stranger.subscribe(f"{prefix}/#") == [1]
+    assert registry.device(node).online
+    assert connect("not-a-node-2", None, None, will=f"{prefix}/status").rc.is_failure

@@ -2,18 +2,19 @@
 folder on sys.path; a module named conftest would collide with tests/conftest.py).
 
 The MQTT broker the firmware talks to lives in ONE place: `MqttBroker` here and
-the `mqtt_broker` fixture in conftest.py, a real amqtt 0.12.1 on 127.0.0.1 with
-per-user passwords. To run these tests against the project's embedded broker,
-change only those two; tests use `.port`, `.add_user()`, `.restart()` and the
-`observer` fixture.
+the `mqtt_broker` fixture in conftest.py: the project's embedded broker on
+127.0.0.1 with its own registry. Tests use `.port`, `.add_user()`, `.restart()`,
+`.station_user` and the `observer` fixture.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
+import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,10 +23,13 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import requests
-from amqtt.broker import Broker
-from amqtt.plugins.base import BaseAuthPlugin
 from support import free_port, wait_for
 
+from broker import EmbeddedBroker
+from station.registry import Registry
+from station.registry.credentials import hash_token
+from station.registry.models import Device
+from station.settings import BrokerSettings
 from station.sim.device import SimDevice
 
 # Every firmware timing shrunk so a test takes seconds (defaults: firmware/factory.py).
@@ -108,103 +112,67 @@ def raw_http(addr: str, data: bytes, *, read: bool = True, timeout: float = 5.0)
 # --- the MQTT broker (the one place to change) -------------------------------------
 
 
-# Brokers by port. amqtt copies a plugin's config, so the plugin finds its live
-# broker here: users added after start are seen at the next login.
-_BROKERS: dict[int, MqttBroker] = {}
-
-
-class PasswordAuth(BaseAuthPlugin):
-    """Username/password checks, like the embedded broker's per-device tokens."""
-
-    @dataclass
-    class Config:
-        port: int = 0
-
-    async def authenticate(self, *, session: Any) -> bool | None:
-        broker = _BROKERS[self.context.config.port]
-        if session.username is None:
-            return broker.allow_anonymous
-        return broker.users.get(session.username) == session.password
-
-
-STATION_USER = ("station", "station-secret-token")
-
-
 class MqttBroker:
-    """amqtt on 127.0.0.1 in its own thread and loop; survives restart() on the same port."""
+    """The project's embedded broker (broker.EmbeddedBroker) with its own registry on
+    127.0.0.1, as the station runs it: per-device tokens, ACL, keep-alive, tracking.
+    Survives restart() on the same port."""
 
     def __init__(self) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
-        self.users: dict[str, str] = dict([STATION_USER])
-        self.allow_anonymous = False
-        _BROKERS[self.port] = self
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="amqtt", daemon=True)
-        self._thread.start()
-        self._broker: Broker | None = None
-        self._writers: set[Any] = set()
+        self._dir = tempfile.mkdtemp(prefix="fw-broker-")
+        self.registry = Registry(os.path.join(self._dir, "registry.sqlite3"))
+        self.broker = EmbeddedBroker(
+            self.registry,
+            BrokerSettings(bind_host=self.host, port=self.port),
+            reading_min_interval_s=0,
+            flush_interval_s=0.01,
+        )
 
-    def _config(self) -> dict[str, Any]:
-        return {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-            "timeout_disconnect_delay": 0,
-            # Listing plugins replaces amqtt's defaults (loggers, $SYS): only auth here.
-            "plugins": {"fw_helpers.PasswordAuth": {"port": self.port}},
-        }
+    @property
+    def station_user(self) -> tuple[str, str]:
+        """Credentials of the station's own full-access clients (per broker run)."""
+        return self.broker.station_credentials()
 
-    def _run(self, coro: Any, timeout: float = 10.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+    @property
+    def allow_anonymous(self) -> bool:
+        return self.broker.access.allow_anonymous
+
+    @allow_anonymous.setter
+    def allow_anonymous(self, value: bool) -> None:
+        self.broker.access.allow_anonymous = value
 
     def add_user(self, username: str, password: str) -> None:
-        self.users[username] = password
+        """Register a device under a chosen node name and token (the registry would
+        normally pick both; the tests pick them to use the seed's names)."""
+        dev = Device.get_or_none(Device.node_name == username)
+        if dev is None:
+            dev = Device.create(
+                node_name=username,
+                topic_prefix=f"home/{username}",
+                mqtt_username=username,
+                token_hash=hash_token(password),
+            )
+        else:
+            dev.token_hash = hash_token(password)
+            dev.save()
+        self.broker.device_registered(dev)
 
     def start(self) -> None:
-        async def start() -> Broker:
-            b = Broker(self._config())
-            serve = b.stream_connected
-
-            async def tracked(reader: Any, writer: Any, listener_name: str) -> None:
-                self._writers.add(writer)
-                try:
-                    await serve(reader, writer, listener_name)
-                finally:
-                    self._writers.discard(writer)
-
-            b.stream_connected = tracked  # type: ignore[method-assign]
-            await b.start()
-            return b
-
-        self._broker = self._run(start())
+        self.broker.start()
 
     def stop(self) -> None:
-        """The broker goes away: every client connection drops, like a crashed process.
-
-        amqtt's shutdown() waits for connections it does not itself close (a client
-        mid-handshake), so they are closed first.
-        """
-        if self._broker is None:
-            return
-        broker, self._broker = self._broker, None
-
-        async def stop() -> None:
-            for w in list(self._writers):
-                w.close()
-            await asyncio.wait_for(broker.shutdown(), 5)
-
-        self._run(stop())
+        """The broker goes away: every client connection drops, like a crashed process."""
+        self.broker.stop()
 
     def restart(self) -> None:
         self.stop()
         self.start()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-        _BROKERS.pop(self.port, None)
+        self.stop()
+        self.registry.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 class Observer:
@@ -221,7 +189,7 @@ class Observer:
         c = paho.Client(
             paho.CallbackAPIVersion.VERSION2, client_id=f"observer-{time.monotonic_ns()}"
         )
-        c.username_pw_set(*STATION_USER)
+        c.username_pw_set(*self.broker.station_user)
         ready = threading.Event()
         c.on_connect = lambda *_a: c.subscribe("#", qos=1)
         c.on_subscribe = lambda *_a: ready.set()

@@ -8,7 +8,7 @@ import time
 
 import paho.mqtt.client as paho
 import pytest
-from fw_helpers import HOME_PASSWORD, STATION_USER, api_for, provision, seed_mqtt_body
+from fw_helpers import HOME_PASSWORD, api_for, provision, seed_mqtt_body
 from support import wait_for
 
 P = "home/esp32_dht11_001"
@@ -29,7 +29,7 @@ def _retained(broker, topic_filter: str, timeout: float = 3.0) -> dict[str, byte
     """What a newcomer subscribing now receives as retained messages."""
     got: dict[str, bytes] = {}
     c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"late-{time.monotonic_ns()}")
-    c.username_pw_set(*STATION_USER)
+    c.username_pw_set(*broker.station_user)
     c.on_connect = lambda *_a: c.subscribe(topic_filter, qos=1)
     c.on_message = lambda _c, _u, m: got.__setitem__(m.topic, m.payload) if m.retain else None
     c.connect(broker.host, broker.port)
@@ -194,6 +194,9 @@ def test_factory_reset_erases_config_clears_discovery_and_opens_the_ap(
 def test_the_seed_body_without_credentials_connects_anonymously(
     home, device, api, mqtt_broker, observer
 ):
+    # Registered in step 1 as always; with anonymous access on, the station's broker
+    # lets a registered node name in without a token (PROTOCOL.md: credentials optional).
+    mqtt_broker.add_user("esp32_dht11_001", "token-the-device-never-got")
     mqtt_broker.allow_anonymous = True
     api.post("/api/wifi", {"ssid": "MyHomeWiFi", "password": "mypassword"})
     api.post("/api/mqtt", seed_mqtt_body())  # exactly the seed's body
