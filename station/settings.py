@@ -72,6 +72,9 @@ class ProvisioningSettings:
     wifi_backend: str = "auto"
     wifi_connect_timeout_s: float = 30.0
     online_timeout_s: float = 60.0
+    # Devices configured per trip away from home before the laptop returns and waits for
+    # them on the broker (devices cannot reach the station's broker while it is away).
+    batch_size: int = 8
     telemetry_interval_s: int = 10
 
 
@@ -107,6 +110,8 @@ class Settings:
         p = self.provisioning
         if not 8 <= len(p.setup_passphrase) <= 63:
             raise ConfigError("provisioning.setup_passphrase must be 8-63 characters (WPA2)")
+        if p.batch_size < 1:
+            raise ConfigError("provisioning.batch_size must be at least 1")
         if p.online_timeout_s <= 0 or p.wifi_connect_timeout_s <= 0:
             raise ConfigError("provisioning timeouts must be positive")
 

@@ -1,0 +1,373 @@
+"""One device through the seed's steps, with the station as both the app and the backend.
+
+    prov = Provisioner(station, listener)
+    ticket = prov.prepare(target, home, name="Hall")        # step 1 (20 -> 40 %)
+    with Excursion(station.wifi, station.journal) as trip:
+        prov.configure(trip, ticket, home_password)         # steps 2-3 (40 -> 80 %)
+    prov.wait_online([ticket])                              # step 4 (80 -> 100 %)
+
+The bulk queue (station.provisioning.queue) runs the same methods for many devices,
+configuring several before it goes home once. Every step's duration and any error
+go into the device's ProvisioningJob.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from station.errors import StationError
+from station.provisioning.events import Listener, Progress
+from station.provisioning.steps import PROGRESS, Status, Step
+from station.registry import Device, Home, ProvisioningJob, Registry
+from station.registry.models import utcnow
+from station.settings import ProvisioningSettings
+from station.wifi.base import Link, WifiBackend
+from station.wifi.errors import Cancelled, WifiError
+from station.wifi.guard import Excursion
+from station.wifi.journal import Journal
+
+log = logging.getLogger(__name__)
+
+CHIP_SUFFIX_RE = re.compile(r"-([0-9A-F]{6})$")
+
+
+class ProvisioningError(StationError):
+    """A step failed; `step` says which, the message what to do next."""
+
+    def __init__(self, message: str, step: Step) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+@dataclass(frozen=True)
+class SetupTarget:
+    """A device's setup AP as found by a scan (or typed in)."""
+
+    ssid: str
+    bssid: str | None = None
+    signal_dbm: int | None = None
+
+    @property
+    def chip_suffix(self) -> str | None:
+        m = CHIP_SUFFIX_RE.search(self.ssid)
+        return m.group(1) if m else None
+
+
+def is_setup_ap(ssid: str, prefix: str) -> bool:
+    """`esp32-dht11-Setup-XXXXXX`, or the seed's plain `esp32-dht11-Setup`."""
+    return ssid == prefix or (ssid.startswith(prefix + "-") and len(ssid) == len(prefix) + 7)
+
+
+@dataclass
+class Station:
+    """What a provisioning run needs; built once by the CLI or GUI."""
+
+    registry: Registry
+    broker: Any  # broker.EmbeddedBroker (kept loose: tests may pass a stand-in)
+    wifi: WifiBackend
+    settings: ProvisioningSettings
+    broker_host: str  # the address devices are told to use (the laptop on the home LAN)
+    broker_port: int
+    journal: Journal | None = None
+    client_factory: Callable[..., Any] | None = None
+
+    def client(self, link: Link, ap_ssid: str) -> Any:
+        from station.device_client import DeviceClient
+
+        factory = self.client_factory or DeviceClient
+        host, port = link.device.host, link.device.port
+        base = f"http://{host}" + (f":{port}" if port else "")
+        return factory(base, ap_ssid=ap_ssid)
+
+
+@dataclass
+class Ticket:
+    """One device in flight. The token lives only here (and hashed in the registry)."""
+
+    job: ProvisioningJob
+    device: Device
+    token: str | None  # None once the device has it (a resumed wait needs none)
+    target: SetupTarget
+    restarted_at: float | None = None  # monotonic time the device was told to restart
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> str:
+        return self.job.provisioning_id
+
+
+class Provisioner:
+    def __init__(
+        self,
+        station: Station,
+        listener: Listener | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.station = station
+        self.listener = listener
+        self.cancel = cancel or threading.Event()
+
+    # -- reporting -------------------------------------------------------------------
+
+    def _report(
+        self,
+        ticket: Ticket,
+        step: Step,
+        status: Status,
+        message: str,
+        progress: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        pct = PROGRESS[step][0] if progress is None else progress
+        fields: dict[str, Any] = {
+            "step": str(step),
+            "progress": pct,
+            "status": str(status),
+            "error": error,
+            "timings": dict(ticket.timings),
+        }
+        self.station.registry.update_job(ticket.job, **fields)
+        if self.listener is not None:
+            self.listener(
+                Progress(
+                    ticket.pid,
+                    ticket.device.node_name,
+                    ticket.target.ssid,
+                    step,
+                    pct,
+                    status,
+                    message,
+                    error,
+                )
+            )
+
+    def _fail(self, ticket: Ticket, step: Step, error: str) -> ProvisioningError:
+        self.station.registry.update_job(ticket.job, attempts=ticket.job.attempts + 1)
+        self._report(ticket, step, Status.FAILED, f"{step.value} failed", error=error)
+        self.station.registry.log_event(
+            ticket.device,
+            "provisioning_failed",
+            error,
+            {"step": str(step), "ap": ticket.target.ssid},
+        )
+        return ProvisioningError(error, step)
+
+    # -- step 1 ----------------------------------------------------------------------
+
+    def prepare(self, target: SetupTarget, home: Home | None, name: str = "") -> Ticket:
+        """Register the device and allocate its node name, topic and token (20 -> 40 %)."""
+        started = time.monotonic()
+        issued = self.station.registry.register_device(
+            home=home, name=name, ap_ssid=target.ssid, ap_bssid=target.bssid
+        )
+        self.station.broker.device_registered(issued.device)
+        ticket = Ticket(issued.job, issued.device, issued.token, target)
+        ticket.timings[Step.PREPARE] = round(time.monotonic() - started, 3)
+        self._report(
+            ticket,
+            Step.PREPARE,
+            Status.REGISTERED,
+            f"registered as {issued.device.node_name}",
+            progress=40,
+        )
+        return ticket
+
+    def resume(self, job: ProvisioningJob) -> Ticket:
+        """A ticket for a job from the registry (after a crash, or a retry).
+
+        A device already told to restart (WAITING) keeps the token it has. Any other
+        gets a fresh token before it is configured again, so one that may have been
+        sent before the crash stops working.
+        """
+        device = job.device
+        target = SetupTarget(job.ap_ssid or "", job.ap_bssid)
+        token = None
+        if job.status != Status.WAITING:
+            token = self.station.registry.rotate_token(device)
+            self.station.broker.device_registered(device)
+        return Ticket(
+            job,
+            device,
+            token,
+            target,
+            timings=dict(job.timings or {}),
+            restarted_at=time.monotonic() if token is None else None,
+        )
+
+    # -- steps 2 and 3 -----------------------------------------------------------------
+
+    def configure(
+        self, trip: Excursion, ticket: Ticket, home_ssid: str, home_password: str
+    ) -> None:
+        """Join the device's AP, send WiFi and MQTT settings, restart it (40 -> 80 %).
+
+        A wrong home password is reported here, before leaving the AP: the device tries
+        the home network while keeping its AP up and /api/status tells the result.
+        """
+        s = self.station
+        ap = ticket.target.ssid
+        # Step 2: connect to the device.
+        self._report(ticket, Step.CONNECT, Status.RUNNING, f"joining {ap}")
+        started = time.monotonic()
+        try:
+            link = trip.connect(
+                ap,
+                s.settings.setup_passphrase,
+                bssid=ticket.target.bssid,
+                timeout=s.settings.wifi_connect_timeout_s,
+            )
+        except Cancelled:
+            raise
+        except WifiError as exc:
+            raise self._fail(ticket, Step.CONNECT, f"Cannot join {ap}: {exc}") from exc
+        ticket.timings[Step.CONNECT] = round(time.monotonic() - started, 3)
+        self._report(ticket, Step.CONNECT, Status.RUNNING, f"joined {ap}", progress=60)
+
+        # Step 3: configure.
+        started = time.monotonic()
+        client = s.client(link, ap)
+        try:
+            self._configure(ticket, client, home_ssid, home_password)
+        except ProvisioningError:
+            raise
+        except StationError as exc:
+            raise self._fail(ticket, Step.CONFIGURE, str(exc)) from exc
+        ticket.timings[Step.CONFIGURE] = round(time.monotonic() - started, 3)
+        ticket.restarted_at = time.monotonic()
+        self._report(
+            ticket,
+            Step.RECONNECT,
+            Status.WAITING,
+            "configured and restarting; waiting for it on the broker",
+            progress=80,
+        )
+
+    def _configure(self, ticket: Ticket, client: Any, home_ssid: str, home_password: str) -> None:
+        s = self.station
+        info = client.info()
+        self._check_cancel()
+        s.registry.set_chip_id(
+            ticket.device, info.chip_id, model=info.model, firmware=info.firmware, mac=info.mac
+        )
+        self._report(
+            ticket,
+            Step.CONFIGURE,
+            Status.RUNNING,
+            f"device {info.chip_id} found; sending WiFi settings",
+            progress=65,
+        )
+        client.send_wifi(home_ssid, home_password)
+        trial = client.wait_for_trial(timeout=s.settings.wifi_connect_timeout_s, cancel=self.cancel)
+        self._report(
+            ticket,
+            Step.CONFIGURE,
+            Status.RUNNING,
+            f"device joined {home_ssid}; sending MQTT settings",
+            progress=70,
+        )
+        client.send_mqtt(
+            s.broker_host,
+            s.broker_port,
+            ticket.device.topic_prefix,
+            ticket.device.node_name,
+            ticket.device.mqtt_username,
+            ticket.token,
+        )
+        self._check_cancel()
+        client.restart()
+        s.registry.log_event(
+            ticket.device,
+            "configured",
+            f"configured over {ticket.target.ssid} (device IP "
+            f"{getattr(trial, 'ip', None) or 'unknown'}); restarting",
+        )
+        self._report(ticket, Step.CONFIGURE, Status.RUNNING, "restarting the device", progress=80)
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("Provisioning cancelled.")
+
+    # -- step 4 ----------------------------------------------------------------------
+
+    def wait_online(
+        self, tickets: list[Ticket], timeout: float | None = None, poll: float = 0.25
+    ) -> dict[str, bool]:
+        """Wait until each device's first `online` reaches the broker (80 -> 100 %).
+
+        The seed's 60 s poll timeout counts from when the laptop is back home (devices
+        cannot reach the station's broker before that). A device that misses it is
+        marked failed with a retry hint; if it connects later the registry still marks
+        it provisioned (the seed: "device may still connect in background").
+        """
+        timeout = self.station.settings.online_timeout_s if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        waiting = {t.pid: t for t in tickets}
+        result: dict[str, bool] = {}
+        wake = threading.Event()
+
+        def on_update(update: Any) -> None:
+            if getattr(update, "kind", None) == "online":
+                wake.set()
+
+        self.station.broker.add_listener(on_update)
+        try:
+            while waiting:
+                for pid, ticket in list(waiting.items()):
+                    job = self.station.registry.job(pid)
+                    if job is not None and job.is_provisioned:
+                        ticket.job = job
+                        self._complete(ticket)
+                        result[pid] = True
+                        del waiting[pid]
+                if not waiting or self.cancel.is_set() or time.monotonic() >= deadline:
+                    break
+                wake.wait(poll)
+                wake.clear()
+        finally:
+            self.station.broker.remove_listener(on_update)
+        for pid, ticket in waiting.items():
+            result[pid] = False
+            if self.cancel.is_set():
+                self._report(
+                    ticket,
+                    Step.RECONNECT,
+                    Status.WAITING,
+                    "stopped waiting (cancelled); it may still come online",
+                    progress=80,
+                )
+                continue
+            self._fail(
+                ticket,
+                Step.RECONNECT,
+                f"{ticket.device.node_name} did not come online within "
+                f"{timeout:.0f} s. It may still connect in the background; check "
+                "that the home WiFi reaches this computer, then retry.",
+            )
+        return result
+
+    def _complete(self, ticket: Ticket) -> None:
+        if ticket.restarted_at is not None:
+            ticket.timings[Step.RECONNECT] = round(time.monotonic() - ticket.restarted_at, 3)
+        self.station.registry.update_job(
+            ticket.job,
+            timings=dict(ticket.timings),
+            connected_at=ticket.job.connected_at or utcnow(),
+        )
+        if self.listener is not None:
+            self.listener(
+                Progress(
+                    ticket.pid,
+                    ticket.device.node_name,
+                    ticket.target.ssid,
+                    Step.COMPLETE,
+                    100,
+                    Status.DONE,
+                    f"{ticket.device.node_name} is online",
+                )
+            )
