@@ -35,6 +35,24 @@ Layout (all names relative to the air folder)::
     devices/<CHIP_ID>/rtc_memory                    survives a reboot, cleared at power-on
     devices/<CHIP_ID>/device.log                    the device's console (launcher)
 
+    laptop.json                                     the station laptop's WiFi (the
+                                                    simulated WiFi backend writes;
+                                                    place_laptop() sets the start)
+        {"ssid": "MyHomeWiFi",            # the network it is on; null = on none (mid-switch,
+                                          # after a failed join, or a deleted active profile)
+         "bssid": "02:00:00:4d:79:48",    # lower-case; null with ssid null
+         "profile": null,                 # the profile it is on: "esp32-station-tmp-..." =
+                                          # a temporary one; null = a home network
+         "usual": "MyHomeWiFi",           # the home network it was last on: where the
+                                          # "OS" goes when told to pick its usual network
+         "profiles": {"esp32-station-tmp-1a2b3c4d":
+                        {"ssid": "esp32-dht11-Setup-EF5678", "bssid": ""}},
+                                          # temporary profiles that exist now (no passwords)
+         "switches": 4}                   # completed joins and returns, for benchmarks
+        Absent: the laptop is on no network and holds no temporary profile. It
+        outlives the station process, so a restarted station (recover()) finds the
+        laptop where a crashed one left it.
+
 Every file is replaced atomically (temp file + rename), so readers in other
 processes see the old content or the new, never half. Each file has one writer.
 Readers skip files that vanish or do not parse.
@@ -48,7 +66,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +97,28 @@ class SetupAP:
     security: str = "WPA2-PSK"
 
     @property
+    def rssi(self) -> int:
+        """A made-up but stable signal strength (the host board's scan uses the same)."""
+        return -45 - int(self.chip_id[-2:], 16) % 35
+
+    @property
     def api_url(self) -> str:
         """Base URL standing in for http://192.168.4.1 of this device."""
         if not self.api:
             raise LookupError(f"{self.ssid} announces no API address")
         return f"http://{self.api}"
+
+
+@dataclass(frozen=True)
+class Laptop:
+    """The station laptop's WiFi as the simulated backend leaves it (laptop.json)."""
+
+    ssid: str | None = None
+    bssid: str | None = None
+    profile: str | None = None
+    usual: str | None = None
+    profiles: dict[str, dict[str, str]] = field(default_factory=dict)
+    switches: int = 0
 
 
 def ssid_key(ssid: str) -> str:
@@ -231,6 +266,28 @@ class Air:
         """Launcher only: the device process is gone, so is its AP."""
         (self.root / "aps" / f"{chip_id.upper()}.json").unlink(missing_ok=True)
 
+    # --- the station laptop (simulated WiFi backend writes) ---------------------------
+
+    def laptop(self) -> Laptop:
+        """Where the laptop is; a fresh Laptop() (on no network) before the first write."""
+        obj = read_json(self.root / "laptop.json")
+        return (_laptop(obj) if obj else None) or Laptop()
+
+    def set_laptop(self, laptop: Laptop) -> None:
+        write_json(self.root / "laptop.json", laptop.__dict__)
+
+    def place_laptop(self, ssid: str) -> Laptop:
+        """Put the laptop on a home network, as a person would before starting the station
+        (the demo's and tests' starting point). Temporary profiles are kept."""
+        net = self.home_network(ssid)
+        if net is None:
+            raise LookupError(f"no home network {ssid!r} on the air")
+        lap = replace(
+            self.laptop(), ssid=net.ssid, bssid=net.bssid.lower(), profile=None, usual=net.ssid
+        )
+        self.set_laptop(lap)
+        return lap
+
     # --- per-device controls and observations -------------------------------------
 
     def device_dir(self, chip_id: str) -> Path:
@@ -290,6 +347,21 @@ def _ap(obj: dict[str, Any]) -> SetupAP | None:
             security=str(obj.get("security", "WPA2-PSK")),
         )
     except (KeyError, TypeError):
+        return None
+
+
+def _laptop(obj: dict[str, Any]) -> Laptop | None:
+    try:
+        profiles = {
+            str(name): {str(k): str(v) for k, v in info.items()}
+            for name, info in (obj.get("profiles") or {}).items()
+        }
+        opt = {
+            k: (None if obj.get(k) is None else str(obj[k]))
+            for k in ("ssid", "bssid", "profile", "usual")
+        }
+        return Laptop(**opt, profiles=profiles, switches=int(obj.get("switches", 0)))
+    except (AttributeError, TypeError, ValueError):
         return None
 
 

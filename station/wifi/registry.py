@@ -19,6 +19,7 @@ _BACKENDS: dict[str, str | type[WifiBackend]] = {
     "netsh": "station.wifi.netsh:NetshBackend",
     "macos": "station.wifi.macos:MacOSBackend",
     "manual": "station.wifi.manual:ManualBackend",
+    "simulated": "station.sim.wifi:SimulatedBackend",
 }
 
 
