@@ -78,15 +78,25 @@ class BrokerStartError(StationError):
     pass
 
 
-class _DropStartupTraceback(logging.Filter):
-    """amqtt logs its own traceback when it cannot bind; we report that failure in
-    words (BrokerStartError), so the duplicate is dropped."""
+class _QuietAmqtt(logging.Filter):
+    """Drop amqtt log lines that are noise for a station operator.
+
+    - "Broker startup failed" + traceback: we report it in words (BrokerStartError).
+    - "No data from ..." / "Failed to initialize client session": a TCP connect
+      without MQTT, which is exactly the devices' broker reachability check.
+    - "N messages not broadcasted": wills of devices dropped at our own shutdown.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "Broker startup failed"
+        msg = record.getMessage()
+        return not (
+            msg == "Broker startup failed"
+            or msg.startswith(("No data from", "Failed to initialize client session"))
+            or msg.endswith("messages not broadcasted")
+        )
 
 
-logging.getLogger("amqtt.broker").addFilter(_DropStartupTraceback())
+logging.getLogger("amqtt.broker").addFilter(_QuietAmqtt())
 
 
 class EmbeddedBroker:

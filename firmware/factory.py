@@ -19,6 +19,10 @@ TIMING = {
     "keepalive_s": 30,
     "backoff_min_ms": 1000,
     "backoff_max_ms": 60000,
+    # Until a config has reached its broker once, retry at least this often: right after
+    # provisioning the broker is the installer's laptop, which may still be visiting
+    # other devices' setup APs and comes back any second (see firmware/README.md).
+    "unproven_retry_ms": 3000,
     "identify_s": 5,
     "button_window_ms": 2000,  # BOOT must be pressed within this after power-on
     "button_hold_s": 5,

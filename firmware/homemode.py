@@ -79,6 +79,8 @@ class HomeMode:
                     board.sta_disconnect()
                     return {"wifi": "connected", "ip": self.ip, "broker": "unreachable"}
             delay = backoff.next_ms()
+            if not dev.cfg.get("proven"):
+                delay = min(delay, t["unproven_retry_ms"])
             log("mqtt: reconnecting in", delay, "ms")
             await asyncio.sleep_ms(delay)
 

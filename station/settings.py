@@ -75,6 +75,9 @@ class ProvisioningSettings:
     # Devices configured per trip away from home before the laptop returns and waits for
     # them on the broker (devices cannot reach the station's broker while it is away).
     batch_size: int = 8
+    # ... and at most this long after the first of them restarted: a device whose
+    # new config has never reached its broker goes back to setup mode after ~60 s.
+    max_away_s: float = 40.0
     telemetry_interval_s: int = 10
 
 
@@ -110,6 +113,8 @@ class Settings:
         p = self.provisioning
         if not 8 <= len(p.setup_passphrase) <= 63:
             raise ConfigError("provisioning.setup_passphrase must be 8-63 characters (WPA2)")
+        if p.max_away_s <= 0:
+            raise ConfigError("provisioning.max_away_s must be positive")
         if p.batch_size < 1:
             raise ConfigError("provisioning.batch_size must be at least 1")
         if p.online_timeout_s <= 0 or p.wifi_connect_timeout_s <= 0:

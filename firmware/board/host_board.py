@@ -206,8 +206,16 @@ class Board:
         # Where a TCP connection to host:port lands, seen from the joined home network.
         if self.sta_status() != "connected":
             raise OSError(_EHOSTUNREACH)
-        target = (self._network(self._sta[0]).get("reach") or {}).get("%s:%d" % (host, port))
+        net = self._network(self._sta[0])
+        dest = "%s:%d" % (host, port)
+        target = (net.get("reach") or {}).get(dest)
         if not target:
             raise OSError(_EHOSTUNREACH)
+        if dest in (net.get("laptop") or ()):
+            # Served by the station's laptop: there only while the laptop is on this
+            # network, not while it visits a device's setup AP.
+            laptop = air.read(self.air + "/laptop.json") or {}
+            if laptop.get("ssid") != net.get("ssid"):
+                raise OSError(_EHOSTUNREACH)
         h, p = target.rsplit(":", 1)
         return h, int(p)

@@ -18,8 +18,10 @@ COMMANDS = [
     "broker_cmd",
     "devices_cmd",
     "homes_cmd",
+    "provision_cmd",
     "firmware_cmd",
     "sim_cmd",
+    "backend_api_cmd",
 ]
 
 

@@ -2,8 +2,9 @@
 
 Jobs live in the registry (ProvisioningJob, ordered by queue_position), so a crash
 or restart loses nothing: `run()` picks up every open job. Scheduling: configure up
-to `batch_size` devices hopping from AP to AP, go home once, then confirm each of
-them on the broker as it appears. A job is never registered twice for the same
+to `batch_size` devices hopping from AP to AP (and no longer than `max_away_s`
+after the first of them restarted), go home once, then confirm each of them on the
+broker as it appears. A job is never registered twice for the same
 setup AP, and a device already told to restart is only waited for, never
 configured again.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 import peewee
@@ -179,6 +181,7 @@ class BulkQueue:
     ) -> list[Ticket]:
         configured: list[Ticket] = []
         s = self.station
+        spent: list[float] = []  # seconds each device of this trip took
         try:
             with Excursion(
                 s.wifi,
@@ -189,12 +192,21 @@ class BulkQueue:
                 for job in jobs:
                     if self.cancel_event.is_set() or self.pause_event.is_set():
                         break
+                    if configured and spent:
+                        # Go home before the first restarted device gives up on the
+                        # broker (it cannot reach this laptop while we are away).
+                        away = time.monotonic() - (configured[0].restarted_at or 0.0)
+                        if away + sum(spent) / len(spent) > s.settings.max_away_s:
+                            break
+                    started = time.monotonic()
                     ticket = self._ticket(job)
                     try:
                         self.provisioner.configure(trip, ticket, home.wifi_ssid, home_password)
                     except ProvisioningError as exc:
                         log.warning("%s: %s", job.device.node_name, exc)
                         continue
+                    finally:
+                        spent.append(time.monotonic() - started)
                     configured.append(ticket)
         except Cancelled:
             log.info("provisioning cancelled; the laptop is back on its home network")

@@ -13,10 +13,13 @@ Layout (all names relative to the air folder)::
          "bssid": "02:00:00:8A:1B:2C",
          "rssi": -51,                     # what a device's scan reports
          "ip_prefix": "192.168.29.",      # devices get ip_prefix + 100..249
-         "reach": {"192.168.29.91:1883": "127.0.0.1:41883"}}
+         "reach": {"192.168.29.91:1883": "127.0.0.1:41883"},
             # TCP destinations reachable from this network, as "host:port" the
             # device dials -> the loopback "host:port" that really answers. A
             # destination not listed is unreachable from this network.
+         "laptop": ["192.168.29.91:1883"]}
+            # Optional: destinations served by the station's laptop, reachable
+            # only while laptop.json says the laptop is on this network.
 
     aps/<CHIP_ID>.json                              a device's setup AP (the device writes)
         {"ssid": "esp32-dht11-Setup-EF5678", "bssid": "A4:CF:12:EF:56:79",
@@ -179,8 +182,9 @@ class Air:
         rssi: int = -55,
         bssid: str | None = None,
         ip_prefix: str = DEFAULT_IP_PREFIX,
+        laptop: Iterable[str] = (),
     ) -> HomeNetwork:
-        """Create or replace a home network. `reach`: see the module docstring."""
+        """Create or replace a home network. `reach`, `laptop`: see the module docstring."""
         if not 1 <= len(ssid.encode("utf-8")) <= 32:
             raise ValueError("an SSID is 1-32 bytes")
         if password and not 8 <= len(password) <= 63:
@@ -195,7 +199,11 @@ class Air:
             ip_prefix=ip_prefix,
             reach=_reach_map(reach),
         )
-        write_json(self._network_path(ssid), net.__dict__)
+        served = sorted(laptop)
+        unknown = [d for d in served if d not in net.reach]
+        if unknown:
+            raise ValueError(f"laptop destinations must also be in reach: {unknown}")
+        write_json(self._network_path(ssid), {**net.__dict__, "laptop": served})
         return net
 
     def remove_home_network(self, ssid: str) -> None:

@@ -44,6 +44,7 @@ TIMING_KEYS = frozenset(
         "keepalive_s",
         "backoff_min_ms",
         "backoff_max_ms",
+        "unproven_retry_ms",
         "identify_s",
         "button_window_ms",
         "button_hold_s",
