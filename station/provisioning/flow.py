@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import peewee
+
 from station.errors import StationError
 from station.provisioning.events import Listener, Progress
 from station.provisioning.steps import PROGRESS, Status, Step
@@ -163,9 +165,17 @@ class Provisioner:
     def prepare(self, target: SetupTarget, home: Home | None, name: str = "") -> Ticket:
         """Register the device and allocate its node name, topic and token (20 -> 40 %)."""
         started = time.monotonic()
-        issued = self.station.registry.register_device(
-            home=home, name=name, ap_ssid=target.ssid, ap_bssid=target.bssid
-        )
+        try:
+            issued = self.station.registry.register_device(
+                home=home, name=name, ap_ssid=target.ssid, ap_bssid=target.bssid
+            )
+        except peewee.DatabaseError as exc:
+            # The seed's scenario 1 ("Cannot reach server"): here the backend is the
+            # station's own registry. Nothing was written (one transaction).
+            raise ProvisioningError(
+                f"Cannot reach the device registry ({self.station.registry.location}): "
+                f"{exc}. Check the database setting (--db) and that the disk is writable; "
+                "nothing was changed.", Step.PREPARE) from exc
         self.station.broker.device_registered(issued.device)
         ticket = Ticket(issued.job, issued.device, issued.token, target)
         ticket.timings[Step.PREPARE] = round(time.monotonic() - started, 3)

@@ -3,6 +3,8 @@ in plain words, nothing is lost, and the laptop always ends on its home network.
 
 from __future__ import annotations
 
+import pytest
+
 from station.provisioning import BulkQueue, Status, Step
 from station.sim.demo import BROKER_HOST, BROKER_PORT
 
@@ -79,3 +81,27 @@ def test_device_never_comes_online(site):
     wait_for(lambda: site["registry"].job(job.provisioning_id).is_provisioned, 25)
     job = site["registry"].job(job.provisioning_id)
     assert job.status == Status.DONE and job.error is None
+
+
+def test_registry_unreachable_in_step_1(site):
+    """Seed scenario 1: the backend (here the station's own registry) cannot be reached
+    while preparing; a clear error, nothing half-registered, the laptop never left."""
+    from station.provisioning import ProvisioningError
+
+    world = site["world"](1)
+    station = site["station"](world)
+    registry = site["registry"]
+    home = registry.add_home("Smith", world.home_ssid)
+    queue = BulkQueue(station)
+    targets = queue.scan()
+    registry.db.execute_sql("PRAGMA query_only = 1")  # every write now fails
+    try:
+        with pytest.raises(ProvisioningError, match="Cannot reach the device registry"):
+            queue.add(targets, home)
+    finally:
+        registry.db.execute_sql("PRAGMA query_only = 0")
+    assert registry.devices() == []
+    assert world.air.laptop().switches == 0
+    # Once the registry is back, the same device is registered once.
+    queue.add(queue.scan(), home)
+    assert len(registry.devices()) == 1
