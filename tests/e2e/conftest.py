@@ -21,27 +21,42 @@ FAST = FAST_TIMING
 def site(tmp_path) -> Iterator[dict]:
     """Registry + broker + a world factory; worlds are stopped at the end."""
     registry = Registry(str(tmp_path / "registry.sqlite3"))
-    broker = EmbeddedBroker(registry, BrokerSettings(bind_host="127.0.0.1", port=0),
-                            flush_interval_s=0.01)
+    broker = EmbeddedBroker(
+        registry, BrokerSettings(bind_host="127.0.0.1", port=0), flush_interval_s=0.01
+    )
     broker.start()
     worlds: list[DemoWorld] = []
 
     def world(n: int, **kw) -> DemoWorld:
-        w = DemoWorld(n, broker.port, root=tmp_path / f"site{len(worlds)}",
-                      timing=kw.pop("timing", FAST), **kw)
+        w = DemoWorld(
+            n,
+            broker.port,
+            root=tmp_path / f"site{len(worlds)}",
+            timing=kw.pop("timing", FAST),
+            **kw,
+        )
         worlds.append(w)
         w.start()
         return w
 
     def station(w: DemoWorld, **settings) -> Station:
-        prov = ProvisioningSettings(online_timeout_s=settings.pop("online_timeout_s", 20),
-                                    wifi_connect_timeout_s=10, **settings)
+        prov = ProvisioningSettings(
+            online_timeout_s=settings.pop("online_timeout_s", 20),
+            wifi_connect_timeout_s=10,
+            **settings,
+        )
         host, port = w.broker_address
-        return Station(registry, broker, w.wifi(), prov, host, port,
-                       Journal(tmp_path / "journal.json"))
+        return Station(
+            registry, broker, w.wifi(), prov, host, port, Journal(tmp_path / "journal.json")
+        )
 
-    yield {"registry": registry, "broker": broker, "world": world, "station": station,
-           "tmp": tmp_path}
+    yield {
+        "registry": registry,
+        "broker": broker,
+        "world": world,
+        "station": station,
+        "tmp": tmp_path,
+    }
     for w in worlds:
         w.stop()
     broker.stop()

@@ -23,11 +23,11 @@ def main() -> None:
     registry = Registry(db)
     broker = EmbeddedBroker(registry, BrokerSettings(bind_host="127.0.0.1", port=int(port)))
     broker.start()
-    settings = ProvisioningSettings(batch_size=10, online_timeout_s=20,
-                                    wifi_connect_timeout_s=10)
+    settings = ProvisioningSettings(batch_size=10, online_timeout_s=20, wifi_connect_timeout_s=10)
     wifi = SimulatedBackend(Air(air_root))
-    station = Station(registry, broker, wifi, settings, BROKER_HOST, BROKER_PORT,
-                      Journal(Path(journal)))
+    station = Station(
+        registry, broker, wifi, settings, BROKER_HOST, BROKER_PORT, Journal(Path(journal))
+    )
     configured = []
 
     def listener(p) -> None:

@@ -14,7 +14,8 @@ def test_five_devices_end_to_end(site):
     queue = BulkQueue(station, events.append)
     targets = queue.scan()
     assert sorted(t.ssid for t in targets) == sorted(
-        f"esp32-dht11-Setup-{c[-6:]}" for c in world.chip_ids)
+        f"esp32-dht11-Setup-{c[-6:]}" for c in world.chip_ids
+    )
     queue.add(targets, home)
     summary = queue.run(home, world.home_password)
     assert summary.ok, summary

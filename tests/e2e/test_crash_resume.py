@@ -30,8 +30,19 @@ def test_crash_mid_batch_then_resume(tmp_path):
         registry.add_home("Smith", world.home_ssid)
         registry.close()
         child = subprocess.run(
-            [sys.executable, str(RUNNER), db, str(world.air.root), str(port),
-             str(journal_path), "2"], capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                str(RUNNER),
+                db,
+                str(world.air.root),
+                str(port),
+                str(journal_path),
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
         # Left behind: the laptop on a device network with a temporary profile.
         assert world.air.laptop().ssid != world.home_ssid
@@ -42,14 +53,20 @@ def test_crash_mid_batch_then_resume(tmp_path):
         report = recover(wifi, Journal(journal_path))
         assert world.air.laptop().ssid == world.home_ssid, str(report)
         assert not world.air.laptop().profiles
-        broker = EmbeddedBroker(registry, BrokerSettings(bind_host="127.0.0.1", port=port),
-                                flush_interval_s=0.01)
+        broker = EmbeddedBroker(
+            registry, BrokerSettings(bind_host="127.0.0.1", port=port), flush_interval_s=0.01
+        )
         broker.start()
         try:
-            station = Station(registry, broker, wifi,
-                              ProvisioningSettings(online_timeout_s=20,
-                                                   wifi_connect_timeout_s=10),
-                              BROKER_HOST, BROKER_PORT, Journal(journal_path))
+            station = Station(
+                registry,
+                broker,
+                wifi,
+                ProvisioningSettings(online_timeout_s=20, wifi_connect_timeout_s=10),
+                BROKER_HOST,
+                BROKER_PORT,
+                Journal(journal_path),
+            )
             queue = BulkQueue(station)
             before = {j.provisioning_id: j.status for j in ProvisioningJob.select()}
             assert len(before) == 5

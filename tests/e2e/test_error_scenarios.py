@@ -74,8 +74,9 @@ def test_device_never_comes_online(site):
     _assert_home(world)
     # The route comes back: the device connects in the background and is provisioned.
     target = f"127.0.0.1:{site['broker'].port}"
-    world.air.add_home_network(world.home_ssid, world.home_password,
-                               reach={f"{BROKER_HOST}:{BROKER_PORT}": target})
+    world.air.add_home_network(
+        world.home_ssid, world.home_password, reach={f"{BROKER_HOST}:{BROKER_PORT}": target}
+    )
     from support import wait_for
 
     wait_for(lambda: site["registry"].job(job.provisioning_id).is_provisioned, 25)

@@ -8,10 +8,18 @@ import sys
 
 
 def test_demo_batch_from_the_command_line(tmp_path):
-    env = dict(os.environ, STATION_DATA_DIR=str(tmp_path / "data"),
-               STATION_CONFIG=str(tmp_path / "settings.json"))
-    proc = subprocess.run([sys.executable, "-m", "station", "provision", "--demo", "3"],
-                          env=env, capture_output=True, text=True, timeout=180)
+    env = dict(
+        os.environ,
+        STATION_DATA_DIR=str(tmp_path / "data"),
+        STATION_CONFIG=str(tmp_path / "settings.json"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "station", "provision", "--demo", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "WiFi: simulated" in out
