@@ -1,0 +1,154 @@
+"""Everything a running station holds, without Qt: settings, registry, broker, WiFi,
+secrets, and (in demo mode) the simulated site. The GUI builds one at start-up;
+the CLI commands build the parts they need.
+
+    rt = StationRuntime.start(settings, demo_devices=5)   # or demo_devices=0
+    station = rt.provisioning_station()                   # for BulkQueue / Provisioner
+    ...
+    rt.stop()                                             # broker, fleet, registry
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from station.errors import StationError
+from station.provisioning import Station
+from station.registry import Registry
+from station.secrets import SecretStore
+from station.settings import Settings, data_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StationRuntime:
+    settings: Settings
+    registry: Registry
+    broker: Any  # broker.EmbeddedBroker
+    secrets: SecretStore
+    wifi: Any = None  # station.wifi.base.WifiBackend, chosen lazily (may need a confirm UI)
+    wifi_reason: str = ""
+    demo: Any = None  # station.sim.demo.DemoWorld in demo mode
+    journal_path: Path = field(default_factory=lambda: data_dir() / "wifi-journal.json")
+    _tmp: str | None = None
+
+    @classmethod
+    def start(
+        cls,
+        settings: Settings,
+        *,
+        db: str | None = None,
+        demo_devices: int = 0,
+        demo_switch_delay: float = 0.0,
+    ) -> StationRuntime:
+        """Open the registry, start the broker; in demo mode also the simulated site.
+
+        A demo uses a registry of its own in a temporary folder unless `db` is given,
+        and binds the broker to loopback on a free port: it never touches the real
+        station's data or the network.
+        """
+        from broker import EmbeddedBroker
+
+        tmp = None
+        if demo_devices:
+            tmp = tempfile.mkdtemp(prefix="station-demo-")
+            db = db or os.path.join(tmp, "registry.sqlite3")
+            settings.broker.bind_host, settings.broker.port = "127.0.0.1", 0
+        prov = settings.provisioning
+        registry = Registry(
+            db or settings.registry.url,
+            node_name_prefix=prov.node_name_prefix,
+            topic_root=prov.topic_root,
+        )
+        broker = EmbeddedBroker(
+            registry,
+            settings.broker,
+            reading_min_interval_s=settings.registry.reading_min_interval_s,
+        )
+        try:
+            broker.start()
+        except Exception:
+            registry.close()
+            raise
+        rt = cls(settings, registry, broker, SecretStore(), _tmp=tmp)
+        if tmp:
+            rt.journal_path = Path(tmp) / "wifi-journal.json"
+        if demo_devices:
+            from station.sim.demo import DemoWorld
+
+            try:
+                rt.demo = DemoWorld(
+                    demo_devices,
+                    broker.port,
+                    root=Path(tmp) / "site",
+                    switch_delay=demo_switch_delay,
+                )
+                rt.demo.start()
+            except Exception:
+                rt.stop()
+                raise
+            rt.wifi = rt.demo.wifi()
+            rt.wifi_reason = "simulated air of the demo"
+            home = next(
+                (h for h in registry.homes() if h.wifi_ssid == rt.demo.home_ssid), None
+            ) or registry.add_home("Demo home", rt.demo.home_ssid)
+            rt.secrets.set_home_password(home.id, rt.demo.home_password)
+        return rt
+
+    def choose_wifi(self, confirm: Any = None) -> None:
+        """Pick the WiFi backend by setting (auto: the best available, with a reason)."""
+        if self.demo is not None:
+            return
+        from station.wifi.select import select_backend
+
+        wanted = self.settings.provisioning.wifi_backend
+        sel = select_backend(None if wanted == "auto" else wanted)
+        self.wifi = sel.create(confirm=confirm)
+        self.wifi_reason = sel.reason
+
+    def broker_address(self) -> tuple[str, int]:
+        """What devices are told to connect to."""
+        if self.demo is not None:
+            return self.demo.broker_address
+        host = self.settings.broker.advertise_host
+        if not host:
+            from station.netinfo import lan_address
+
+            host = lan_address()
+        return host, self.broker.port
+
+    def journal(self):
+        from station.wifi.journal import Journal
+
+        return Journal(self.journal_path)
+
+    def provisioning_station(self) -> Station:
+        if self.wifi is None:
+            raise StationError("no WiFi backend chosen yet")
+        host, port = self.broker_address()
+        return Station(
+            self.registry,
+            self.broker,
+            self.wifi,
+            self.settings.provisioning,
+            host,
+            port,
+            self.journal(),
+        )
+
+    def stop(self) -> None:
+        if self.demo is not None:
+            self.demo.stop()
+            self.demo = None
+        self.broker.stop()
+        self.registry.close()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
