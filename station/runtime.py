@@ -10,6 +10,7 @@ the CLI commands build the parts they need.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -37,6 +38,8 @@ class StationRuntime:
     wifi_reason: str = ""
     demo: Any = None  # station.sim.demo.DemoWorld in demo mode
     journal_path: Path = field(default_factory=lambda: data_dir() / "wifi-journal.json")
+    # The settings as in the settings file (a demo runs on a modified copy).
+    file_settings: Settings | None = None
     _tmp: str | None = None
 
     @classmethod
@@ -57,9 +60,12 @@ class StationRuntime:
         from broker import EmbeddedBroker
 
         tmp = None
+        file_settings = settings
         if demo_devices:
             tmp = tempfile.mkdtemp(prefix="station-demo-")
             db = db or os.path.join(tmp, "registry.sqlite3")
+            # A copy: the demo's loopback broker must never be saved as the user's setting.
+            settings = copy.deepcopy(settings)
             settings.broker.bind_host, settings.broker.port = "127.0.0.1", 0
         prov = settings.provisioning
         registry = Registry(
@@ -78,6 +84,7 @@ class StationRuntime:
             registry.close()
             raise
         rt = cls(settings, registry, broker, SecretStore(), _tmp=tmp)
+        rt.file_settings = file_settings
         if tmp:
             rt.journal_path = Path(tmp) / "wifi-journal.json"
         if demo_devices:

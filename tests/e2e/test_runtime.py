@@ -9,10 +9,12 @@ from station.settings import Settings
 
 def test_demo_runtime_provisions_and_cleans_up(tmp_path, monkeypatch):
     monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path / "data"))
-    rt = StationRuntime.start(Settings(), demo_devices=2)
+    settings = Settings()
+    rt = StationRuntime.start(settings, demo_devices=2)
     tmp = rt._tmp
     try:
         assert rt.settings.broker.bind_host == "127.0.0.1"  # a demo never listens on the LAN
+        assert settings.broker.bind_host == "0.0.0.0" and rt.file_settings is settings
         home = rt.registry.homes()[0]
         assert rt.secrets.home_password(home.id) == rt.demo.home_password
         queue = BulkQueue(rt.provisioning_station())

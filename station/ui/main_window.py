@@ -1,0 +1,180 @@
+"""The station's main window: home selector, Devices / Provision / Log tabs, and a
+status bar with the laptop's network, the WiFi backend, the broker and device counts."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QAction, QCloseEvent
+from PySide6.QtWidgets import (
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from station.registry.models import Device
+from station.runtime import StationRuntime
+from station.ui.homes import HomeSelector
+from station.ui.log_panel import LogPanel, QtLogHandler
+from station.ui.settings_dialog import SettingsDialog
+
+log = logging.getLogger(__name__)
+
+STATUS_REFRESH_MS = 2000
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self, runtime: StationRuntime, log_handler: QtLogHandler, notice: str = ""
+    ) -> None:
+        super().__init__()
+        from station.ui.bridge import StationBridge
+        from station.ui.devices_tab import DevicesTab
+        from station.ui.provision_tab import ProvisionTab
+
+        self.runtime = runtime
+        self.setWindowTitle("ESP32 Provisioning Station" + (" — demo" if runtime.demo else ""))
+        # Status-bar facts that need I/O (asking the OS for the current network)
+        # are gathered off the GUI thread.
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
+        self._network_future: Future | None = None
+        self._network_text = "…"
+
+        self.bridge = StationBridge()
+        self.bridge.attach(runtime.broker)
+        self.homes = HomeSelector(runtime)
+        self.devices_tab = DevicesTab(runtime, self.bridge)
+        self.provision_tab = ProvisionTab(runtime, self.homes.selected)
+        self._batch_running = False
+        self.provision_tab.runningChanged.connect(self._set_running)
+        self.log_panel = LogPanel(log_handler)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.devices_tab, "Devices")
+        self.tabs.addTab(self.provision_tab, "Provision")
+        self.tabs.addTab(self.log_panel, "Log")
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        if notice:
+            banner = QLabel(notice)
+            banner.setWordWrap(True)
+            banner.setStyleSheet(
+                "QLabel { background: #fff4ce; color: #3b3b00; padding: 6px;"
+                " border: 1px solid #e0c060; border-radius: 3px; }"
+            )
+            layout.addWidget(banner)
+        layout.addWidget(self.homes)
+        layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        self._build_menu()
+
+        self.network_label = QLabel()
+        self.backend_label = QLabel()
+        self.broker_label = QLabel()
+        self.devices_label = QLabel()
+        for label in (
+            self.network_label,
+            self.backend_label,
+            self.broker_label,
+            self.devices_label,
+        ):
+            self.statusBar().addPermanentWidget(label)
+        self.bridge.clientsChanged.connect(lambda _n: self._refresh_status())
+        self.bridge.deviceUpdated.connect(self._on_device_update)
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._refresh_status)
+        self._timer.start(STATUS_REFRESH_MS)
+        self._refresh_status()
+        self.resize(1180, 720)
+
+    def _build_menu(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        settings = QAction("&Settings…", self)
+        settings.triggered.connect(self.open_settings)
+        quit_action = QAction("&Quit", self)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(settings)
+        file_menu.addSeparator()
+        file_menu.addAction(quit_action)
+        prov = self.menuBar().addMenu("&Provision")
+        wizard = QAction("Single device &wizard…", self)
+        wizard.triggered.connect(self.open_wizard)
+        prov.addAction(wizard)
+
+    # -- actions -----------------------------------------------------------------------
+
+    def open_settings(self) -> None:
+        source = self.runtime.file_settings or self.runtime.settings
+        dialog = SettingsDialog(source, self)
+        if dialog.exec():
+            # Provisioning settings apply now, to the running station too.
+            self.runtime.settings.provisioning.__dict__.update(source.provisioning.__dict__)
+            log.info("settings saved")
+
+    def open_wizard(self) -> None:
+        from station.ui.wizard import ProvisionWizard
+
+        selected = self.homes.selected()
+        if selected is None:
+            QMessageBox.information(self, "Single device", "Add or select a home first.")
+            return
+        wizard = ProvisionWizard(self.runtime, *selected, parent=self)
+        wizard.finished.connect(lambda _r: self.tabs.setCurrentWidget(self.devices_tab))
+        wizard.open()
+
+    # -- status bar --------------------------------------------------------------------
+
+    def _on_device_update(self, _update: object) -> None:
+        self._refresh_counts()
+
+    def _refresh_counts(self) -> None:
+        total = Device.select().count()
+        online = Device.select().where(Device.online == True).count()  # noqa: E712
+        self.devices_label.setText(f"Devices: {online} online / {total}")
+
+    def _refresh_status(self) -> None:
+        rt = self.runtime
+        wifi = rt.wifi
+        if wifi is not None and (self._network_future is None or self._network_future.done()):
+            if self._network_future is not None:
+                try:
+                    net = self._network_future.result()
+                    self._network_text = (net.ssid or "hidden network") if net else "no network"
+                except Exception as exc:  # the OS tool failed: say so, keep going
+                    self._network_text = f"unknown ({type(exc).__name__})"
+            self._network_future = self._io.submit(wifi.current)
+        self.network_label.setText(f"Network: {self._network_text}")
+        self.backend_label.setText(f"WiFi: {wifi.name if wifi else 'none'}")
+        self.backend_label.setToolTip(rt.wifi_reason)
+        s = rt.settings.broker
+        self.broker_label.setText(
+            f"Broker: {s.bind_host}:{rt.broker.port}, {rt.broker.clients_connected} clients"
+        )
+        self._refresh_counts()
+
+    # -- closing -----------------------------------------------------------------------
+
+    def _set_running(self, running: bool) -> None:
+        self._batch_running = running
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._batch_running:
+            answer = QMessageBox.question(
+                self,
+                "Provisioning is running",
+                "A batch is being provisioned. Stop it and quit? The computer returns to "
+                "its home WiFi first; devices already configured may still come online.",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self._timer.stop()
+        self.provision_tab.shutdown(60.0)
+        self.bridge.detach()
+        self._io.shutdown(wait=False, cancel_futures=True)
+        event.accept()
