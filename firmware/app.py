@@ -102,19 +102,26 @@ class Device:
 
 
 def main():
-    hw = board.Board()
-    hw.seed_random()
-    dev = Device(hw)
+    # Everything inside the try, the board and Device construction too: whatever
+    # goes wrong ends in a reset, never in a dead REPL without the setup AP.
+    hw = None
+    delay = factory.TIMING["restart_delay_ms"]
     try:
+        hw = board.Board()
+        hw.seed_random()
+        dev = Device(hw)
+        delay = dev.timing["restart_delay_ms"]
         asyncio.run(dev.run())
     except KeyboardInterrupt:
         raise  # a developer at the REPL wants the prompt, not a reboot
     except Exception as e:
+        if hw is None:
+            raise  # no board to reset with: main.py reports it and resets the chip
         # Never stranded: whatever went wrong, come back up in a known state.
         try:
             log("fatal:", repr(e))
             sys.print_exception(e)
         except Exception:
             pass
-        time.sleep_ms(dev.timing["restart_delay_ms"])
+        time.sleep_ms(delay)
         hw.reset()

@@ -44,13 +44,15 @@ class HomeMode:
         wifi_fail_since = None
         broker_fail_since = None
         while True:
+            # The fallback clock starts when the first failing attempt starts: one
+            # attempt alone may take trial_s (20 s) of the 60.
+            attempt_at = time.ticks_ms()
             status = await self._join_wifi()
-            now = time.ticks_ms()
             if status != "connected":
                 # Spec: a home network failing for ~60 s sends the device back to setup.
                 if wifi_fail_since is None:
-                    wifi_fail_since = now
-                elif time.ticks_diff(now, wifi_fail_since) > fallback_ms:
+                    wifi_fail_since = attempt_at
+                if time.ticks_diff(time.ticks_ms(), wifi_fail_since) > fallback_ms:
                     log("home: network failing for", t["fallback_s"], "s, back to setup mode")
                     board.sta_disconnect()
                     return {"wifi": status}
@@ -205,8 +207,13 @@ class HomeMode:
 
     # --- commands ----------------------------------------------------------
 
-    def _on_message(self, topic, payload):
+    def _on_message(self, topic, payload, retained=False):
         if topic != self.t_cmd:
+            return
+        if retained:
+            # A retained command would run again on every connect: a retained
+            # reboot or factory_reset would loop forever. Commands are live only.
+            log("cmd: retained message ignored")
             return
         try:
             doc = json.loads(payload.decode())
@@ -229,10 +236,11 @@ class HomeMode:
                 return
             self.interval = value
             self.next_at = time.ticks_add(time.ticks_ms(), value * 1000)
-            cfg = dict(self.dev.cfg)
-            cfg["interval"] = value
-            self.dev.store.save(cfg)  # survives a reboot
-            self.dev.cfg = cfg
+            if self.dev.cfg.get("interval") != value:  # spare the flash a needless write
+                cfg = dict(self.dev.cfg)
+                cfg["interval"] = value
+                self.dev.store.save(cfg)  # survives a reboot
+                self.dev.cfg = cfg
             self._reply({"cmd": cmd, "ok": True, "value": value})
         elif cmd == "reboot":
             self._reply({"cmd": cmd, "ok": True})

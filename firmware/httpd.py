@@ -25,12 +25,13 @@ _REASONS = {
 
 class Reject(Exception):
     # A request answered with an error; handlers may raise it too.
-    def __init__(self, status, code, detail, field=None):
+    def __init__(self, status, code, detail, field=None, head=""):
         super().__init__(code)
         self.status = status
         self.code = code
         self.detail = detail
         self.field = field
+        self.head = head  # extra header lines, each ending in \r\n
 
     def body(self):
         obj = {"error": self.code, "detail": self.detail}
@@ -51,7 +52,36 @@ def json_object(raw):
         obj = None
     if not isinstance(obj, dict):
         raise Reject(400, "bad_json", "body must be a JSON object")
+    for k, v in obj.items():
+        if isinstance(v, str) and b"\xed" in v.encode():
+            obj[k] = _utf8(v, k)
     return obj
+
+
+def _utf8(v, field):
+    # MicroPython's json turns an escaped pair like "\ud83d\ude00" into two 3-byte
+    # surrogate halves (CESU-8: 0xED 0xA0-0xBF ..) and lets a lone one through: an
+    # emoji SSID would be stored (and joined) as the wrong bytes, and counted as 6.
+    # Rebuild pairs as real 4-byte UTF-8; a lone surrogate is not text at all.
+    # (Here, not in validate.py: only setup mode needs it, home mode's heap is the tight one.)
+    b = v.encode()
+    out = bytearray()
+    j = 0  # b[:j] is dealt with
+    i = b.find(b"\xed")
+    while i >= 0:
+        nxt = i + 1
+        if i + 2 < len(b) and b[i + 1] >= 0xA0:  # U+D800-DFFF; 0xED 0x80-0x9F is ordinary text
+            if b[i + 1] >= 0xB0 or b[i + 3:i + 4] != b"\xed" or len(b) < i + 6 or b[i + 4] < 0xB0:
+                raise Reject(400, "invalid_field", field + " holds a lone UTF-16 surrogate", field)
+            hi = ((b[i + 1] & 0x0F) << 6) | (b[i + 2] & 0x3F)
+            lo = ((b[i + 4] & 0x0F) << 6) | (b[i + 5] & 0x3F)
+            cp = 0x10000 + (hi << 10) + lo
+            out += b[j:i]
+            out += bytes((0xF0 | (cp >> 18), 0x80 | ((cp >> 12) & 0x3F), 0x80 | ((cp >> 6) & 0x3F), 0x80 | (cp & 0x3F)))
+            j = nxt = i + 6
+        i = b.find(b"\xed", nxt)
+    out += b[j:]
+    return str(out, "utf-8")
 
 
 class Server:
@@ -95,7 +125,7 @@ class Server:
             method, path, headers, rest = await self._read_head(reader)
             status, obj, after = await self._dispatch(reader, method, path, headers, rest)
         except Reject as r:
-            await _respond(writer, r.status, r.body())
+            await _respond(writer, r.status, r.body(), r.head)
             await _discard(reader)
             return None
         await _respond(writer, status, obj)
@@ -149,7 +179,8 @@ class Server:
             raise Reject(404, "not_found", "no such endpoint: " + path)
         handler = methods.get(method)
         if handler is None:
-            raise Reject(405, "method_not_allowed", "use " + " or ".join(methods))
+            raise Reject(405, "method_not_allowed", "use " + " or ".join(methods),
+                         head="Allow: " + ", ".join(methods) + "\r\n")  # RFC 9110 requires it
         body = rest[:length]
         if len(body) < length:
             body += await reader.readexactly(length - len(body))
@@ -165,10 +196,10 @@ class Server:
         return res
 
 
-async def _respond(writer, status, obj):
+async def _respond(writer, status, obj, extra=""):
     body = json.dumps(obj)
-    head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
-        status, _REASONS.get(status, "Error"), len(body.encode()))
+    head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n" % (
+        status, _REASONS.get(status, "Error"), len(body.encode()), extra)
     writer.write(head.encode() + body.encode())
     await writer.drain()
 

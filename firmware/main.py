@@ -1,4 +1,16 @@
 # Runs after boot.py on every reset; everything lives in app (compiled to .mpy).
-import app
+# Even a failing import (a broken deploy, no RAM) ends in a reset, not at a REPL
+# without the setup AP. (The unix port has no machine.reset(): the simulation
+# crashes instead, which its launcher reports.) Kept tiny: it stays in RAM.
+try:
+    import app
 
-app.main()
+    app.main()
+except Exception as e:
+    import machine
+    import sys
+    import time
+
+    sys.print_exception(e)
+    time.sleep(1)  # a window for Ctrl-C (mpremote) before the next try
+    machine.reset()

@@ -52,6 +52,7 @@ class Client:
         self._suback = {}
         self._last_rx = 0
         self._last_tx = 0
+        self._ping_at = None  # ticks of the PINGREQ not answered yet
         self._tasks = []
 
     async def connect(self, stream, timeout_ms, on_message):
@@ -151,16 +152,20 @@ class Client:
                 pass
 
     async def _pinger(self):
-        # Ping at half the keep-alive; a broker silent for a whole keep-alive
-        # (no PINGRESP either) is gone even if TCP has not noticed.
+        # PINGREQ once nothing was sent OR received for half the keep-alive: a QoS 0
+        # publisher hears nothing back from the broker, so outgoing traffic alone says
+        # nothing about the broker. At most one ping is outstanding; only a ping left
+        # unanswered for a whole keep-alive means the broker is gone (TCP may not know).
         half = self.keepalive_ms // 2
         try:
             while not self.dead.is_set():
                 await asyncio.sleep_ms(half // 4 or 1)
                 now = time.ticks_ms()
-                if time.ticks_diff(now, self._last_rx) > self.keepalive_ms + half:
-                    raise OSError("broker silent")
-                if time.ticks_diff(now, self._last_tx) >= half:
+                if self._ping_at is not None:
+                    if time.ticks_diff(now, self._ping_at) > self.keepalive_ms:
+                        raise OSError("broker silent")
+                elif time.ticks_diff(now, self._last_tx) >= half or time.ticks_diff(now, self._last_rx) >= half:
+                    self._ping_at = now
                     await self._send(b"\xc0\x00")
         except asyncio.CancelledError:
             raise
@@ -182,6 +187,7 @@ class Client:
                     if shift > 21:
                         raise OSError("bad remaining length")
                 self._last_rx = time.ticks_ms()
+                self._ping_at = None  # any packet shows the broker is there
                 if n > MAX_IN:
                     while n:  # skip it without holding it in RAM
                         n -= len(await s.readexactly(min(n, 256)))
@@ -213,4 +219,4 @@ class Client:
             pid = body[pos:pos + 2]
             pos += 2
             await self._send(_packet(0x40, pid))  # PUBACK (QoS 2 never arrives: we subscribe at 0)
-        on_message(topic, body[pos:])
+        on_message(topic, body[pos:], kind & 1)  # kind & 1: a retained message

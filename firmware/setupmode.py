@@ -47,9 +47,13 @@ class SetupMode:
         # Retry only a complete stored config, and never under a person's hands.
         if not devconfig.configured(self.dev.cfg) or self.trial.running():
             return False
-        if self.last_request is None:
-            return True
-        return time.ticks_diff(time.ticks_ms(), self.last_request) > self.dev.timing["busy_s"] * 1000
+        if self.last_request is not None:
+            if time.ticks_diff(time.ticks_ms(), self.last_request) <= self.dev.timing["busy_s"] * 1000:
+                return False
+            # Forget it: ticks_diff wraps after ~6.2 days on an ESP32, and a stale
+            # tick would then look recent and stall the retries for days.
+            self.last_request = None
+        return True
 
     async def _retry(self):
         log("setup: retrying the stored home network")

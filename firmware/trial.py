@@ -60,9 +60,15 @@ class Trial:
             self._done()
 
     def broker_changed(self):
-        # POST /api/mqtt after a successful trial: check the new broker address.
-        if self.wifi == "connected" and not self._task:
-            self._task = asyncio.create_task(self._recheck())
+        # POST /api/mqtt: check the new broker once WiFi is up. A trial still joining
+        # checks the config it finds when joined; a check already under way may be
+        # for the old address, so it is cancelled and started over (no stale result).
+        if self.wifi != "connected":
+            return
+        if self._task:
+            self._task.cancel()
+        self.broker = "unknown"
+        self._task = asyncio.create_task(self._recheck())
 
     async def _recheck(self):
         try:

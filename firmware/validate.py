@@ -24,7 +24,11 @@ def _is_int(v):
 def _string(body, field):
     if field not in body:
         raise Invalid(field, field + " is required")
-    v = body[field]
+    return _text(body[field], field)
+
+
+def _text(v, field):
+    # Surrogates from JSON escapes are repaired in httpd.json_object already.
     if not isinstance(v, str):
         raise Invalid(field, field + " must be a string")
     return v
@@ -64,8 +68,10 @@ def wifi(body):
     if not 1 <= len(ssid.encode()) <= 32:
         raise Invalid("ssid", "ssid must be 1-32 bytes of UTF-8")
     password = _string(body, "password")
-    if password and not 8 <= len(password) <= 63:
-        raise Invalid("password", "password must be empty (open network) or 8-63 characters")
+    # WPA2 hashes the passphrase's bytes and takes at most 63 of them. 802.11 says
+    # printable ASCII, but some routers take UTF-8: allow it, counting bytes too.
+    if password and not (8 <= len(password) <= 63 and len(password.encode()) <= 63):
+        raise Invalid("password", "password must be empty (open network) or 8-63 characters, at most 63 bytes")
     return {"ssid": ssid, "password": password}
 
 
@@ -81,8 +87,11 @@ def mqtt(body):
     prefix = _string(body, "topic_prefix")
     if not 1 <= len(prefix) <= 128:
         raise Invalid("topic_prefix", "topic_prefix must be 1-128 characters")
-    if "+" in prefix or "#" in prefix or "\x00" in prefix or prefix[0] in "$/":
-        raise Invalid("topic_prefix", "topic_prefix must not contain + # NUL or start with $ or /")
+    if "+" in prefix or "#" in prefix or prefix[0] in "$/" or prefix[-1] == "/":
+        raise Invalid("topic_prefix", "topic_prefix must not contain + # or start with $ / or end with /")
+    for c in prefix:
+        if c < " " or c == "\x7f":  # NUL and the other control characters
+            raise Invalid("topic_prefix", "topic_prefix must not contain control characters")
     node = _string(body, "node_name")
     if not 1 <= len(node) <= 32:
         raise Invalid("node_name", "node_name must be 1-32 characters")
@@ -94,11 +103,13 @@ def mqtt(body):
     user = body.get("username")
     password = body.get("password")
     if user is not None:
-        if not isinstance(user, str) or len(user) > 128:
+        user = _text(user, "username")
+        if len(user) > 128:
             raise Invalid("username", "username must be a string of at most 128 characters")
         out["username"] = user
     if password is not None:
-        if not isinstance(password, str) or len(password) > 256:
+        password = _text(password, "password")
+        if len(password) > 256:
             raise Invalid("password", "password must be a string of at most 256 characters")
         if user is None:
             raise Invalid("password", "MQTT 3.1.1 allows a password only with a username")

@@ -18,16 +18,20 @@ def _code(name, default):
     return getattr(network, name, default)
 
 
-# network.WLAN.status() codes -> PROTOCOL.md /api/status words. A WPA2 handshake
-# timeout is how a wrong password usually shows up on ESP-IDF, so it counts as one.
+# network.WLAN.status() codes -> PROTOCOL.md /api/status words. Once the STA has
+# given up (see sta_connect), status() is ESP-IDF's last disconnect reason. A wrong
+# WPA2 password usually shows up as a 4-way handshake timeout (15) or a connection
+# failure (205), rarely as AUTH_FAIL (202); 210-212 are "no AP found" variants
+# (none with compatible security / within the authmode or RSSI threshold).
 _STATUS = {
     _code("STAT_IDLE", 1000): "idle",
     _code("STAT_CONNECTING", 1001): "connecting",
     _code("STAT_GOT_IP", 1010): "connected",
-    _code("STAT_WRONG_PASSWORD", 202): "wrong_password",
-    _code("STAT_HANDSHAKE_TIMEOUT", 204): "wrong_password",
-    _code("STAT_NO_AP_FOUND", 201): "no_ap_found",
 }
+for _c in (15, 202, 204, 205):
+    _STATUS[_c] = "wrong_password"
+for _c in (201, 210, 211, 212):
+    _STATUS[_c] = "no_ap_found"
 
 
 def _ssid(raw):
@@ -110,6 +114,12 @@ class Board:
             self._sta.disconnect()
         except OSError:
             pass
+        try:
+            # MicroPython's default is to retry forever with status() stuck at
+            # STAT_CONNECTING, hiding the reason; after 2 retries it reports it.
+            self._sta.config(reconnects=2)
+        except Exception:
+            pass  # firmware without the option: the trial times out as "failed"
         self._sta.connect(ssid, password)
         self._joining = True
 

@@ -187,8 +187,8 @@ class Air:
         """Create or replace a home network. `reach`, `laptop`: see the module docstring."""
         if not 1 <= len(ssid.encode("utf-8")) <= 32:
             raise ValueError("an SSID is 1-32 bytes")
-        if password and not 8 <= len(password) <= 63:
-            raise ValueError("a WPA2 password is 8-63 characters (or empty: open network)")
+        if password and not (8 <= len(password) <= 63 and len(password.encode("utf-8")) <= 63):
+            raise ValueError("a WPA2 password is 8-63 characters, at most 63 bytes (or empty)")
         key = ssid_key(ssid)
         net = HomeNetwork(
             ssid=ssid,

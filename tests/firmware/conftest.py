@@ -23,6 +23,7 @@ from fw_helpers import (
     MqttBroker,
     Observer,
     api_for,
+    seed_mqtt_body,
 )
 
 from station.sim import firmware
@@ -103,3 +104,16 @@ def home(air, mqtt_broker) -> Air:
         HOME_SSID, HOME_PASSWORD, reach={f"{SEED_BROKER}:1883": target, target: target}
     )
     return air
+
+
+SEED_WIFI = {"ssid": HOME_SSID, "password": HOME_PASSWORD}
+
+
+@pytest.fixture
+def configured(device, api) -> tuple[Api, dict]:
+    """A device in setup mode with a stored config, to check that bad requests leave
+    it alone: (api, the stored config)."""
+    body = {**seed_mqtt_body(), "username": "esp32_dht11_001", "password": "tok"}
+    assert api.post("/api/wifi", SEED_WIFI).json() == {"ok": True}
+    assert api.post("/api/mqtt", body).json() == {"ok": True}
+    return api, device.config()

@@ -190,9 +190,14 @@ STAT_CONNECTING = 1001
 STAT_GOT_IP = 1010
 STAT_WRONG_PASSWORD = 202
 STAT_NO_AP_FOUND = 201
+NO_RECONNECTS = False  # True: firmware without the `reconnects` option
 class WLAN:
+    # Like the ESP32 port: status() says STAT_CONNECTING while the STA retries and,
+    # once it has given up (only with a finite `reconnects`), the last ESP-IDF
+    # disconnect reason. SSID "reason-N" fails with reason N; a wrong password
+    # fails like a real one mostly does, with 15 (4-way handshake timeout).
     def __init__(self, i):
-        self.i = i; self.on = False; self.st = STAT_IDLE; self.cfg = {}
+        self.i = i; self.on = False; self.st = STAT_IDLE; self.cfg = {}; self.polls = 0
     def active(self, on=None):
         if on is None:
             return self.on
@@ -200,15 +205,30 @@ class WLAN:
     def config(self, *a, **kw):
         if a:
             return b"\\xa4\\xcf\\x12\\xef\\x56\\x78" if a[0] == "mac" else self.cfg[a[0]]
+        if "reconnects" in kw and NO_RECONNECTS:
+            raise ValueError("unknown config param")
         self.cfg.update(kw)
     def connect(self, ssid, pw):
-        self.st = STAT_WRONG_PASSWORD if pw != "mypassword" else STAT_GOT_IP
+        self.polls = 2
+        if ssid == "MyHomeWiFi" and pw == "mypassword":
+            self.st = STAT_GOT_IP
+        elif ssid.startswith("reason-"):
+            self.st = int(ssid[7:])
+        else:
+            self.st = 15
+        if self.st != STAT_GOT_IP and self.cfg.get("reconnects", -1) < 0:
+            self.polls = 10 ** 9  # retries forever
     def disconnect(self):
-        self.st = STAT_IDLE
+        self.st = STAT_IDLE; self.polls = 0
     def isconnected(self):
-        return self.st == STAT_GOT_IP
+        return self.st == STAT_GOT_IP and not self.polls
     def status(self, what=None):
-        return -61 if what == "rssi" else self.st
+        if what == "rssi":
+            return -61
+        if self.polls:
+            self.polls -= 1
+            return STAT_CONNECTING
+        return self.st
     def ifconfig(self):
         return ("192.168.29.57", "255.255.255.0", "192.168.29.1", "192.168.29.1")
     def scan(self):
@@ -238,10 +258,23 @@ b.led(True)
 b.ap_up("esp32-dht11-Setup-EF5678", "12345678")
 assert b._ap.cfg["essid"] == "esp32-dht11-Setup-EF5678"
 assert b.sta_status() == "idle"
+def settle():
+    seen = [b.sta_status()]
+    while seen[-1] == "connecting" and len(seen) < 20:
+        seen.append(b.sta_status())
+    return seen
 b.sta_connect("MyHomeWiFi", "wrong-password")
-assert b.sta_status() == "wrong_password"
+assert b._sta.cfg["reconnects"] == 2
+assert settle() == ["connecting", "connecting", "wrong_password"]
+for code, word in ((15, "wrong_password"), (202, "wrong_password"), (204, "wrong_password"),
+                   (205, "wrong_password"), (201, "no_ap_found"), (210, "no_ap_found"),
+                   (211, "no_ap_found"), (212, "no_ap_found"), (200, "failed"), (203, "failed")):
+    b.sta_connect("reason-%d" % code, "whatever1")
+    seen = settle()
+    assert seen[0] == "connecting" and seen[-1] == word, (code, seen)
 b.sta_connect("MyHomeWiFi", "mypassword")
-assert b.sta_status() == "connected" and b.sta_ip() == "192.168.29.57" and b.sta_rssi() == -61
+assert settle()[-1] == "connected"
+assert b.sta_ip() == "192.168.29.57" and b.sta_rssi() == -61
 b.sta_disconnect()
 assert b.sta_status() == "idle"
 assert b.scan() == [("MyHomeWiFi", -51, True), (None, -70, False)]
@@ -249,6 +282,11 @@ assert b.read_dht() == (21, 40)
 assert b.rtc_write(b"note") and b.rtc_read() == b"note"
 assert b.route("station.local", 1883) == ("station.local", 1883)
 b.ap_down()
+import network
+network.NO_RECONNECTS = True  # older firmware: no crash, the trial just times out
+b2 = Board()
+b2.sta_connect("MyHomeWiFi", "wrong-password")
+assert "reconnects" not in b2._sta.cfg and set(b2.sta_status() for _ in range(20)) == {"connecting"}
 print("ok")
 """
 

@@ -148,6 +148,12 @@ def test_set_interval_changes_the_period_and_is_saved(running, observer):
         ev = _cmd(observer, {"cmd": "set_interval", "value": bad}, "set_interval")
         assert ev["ok"] is False and ev["error"] == "bad_value"
     assert device.config()["interval"] == 2
+    # The same value again is answered but spares the flash a write.
+    stored = device.flash_dir / "config.json"
+    written = stored.stat().st_mtime_ns
+    time.sleep(0.05)
+    assert _cmd(observer, {"cmd": "set_interval", "value": 2}, "set_interval")["ok"] is True
+    assert stored.stat().st_mtime_ns == written
 
 
 def test_unknown_and_malformed_commands_get_an_error_event(running, observer):
@@ -221,6 +227,37 @@ def test_no_secret_reaches_the_console(running):
     log = device.log_text()
     assert "mqtt: connected" in log
     assert HOME_PASSWORD not in log and body["password"] not in log
+
+
+def test_keepalive_keeps_a_qos0_publisher_online(home, devices, mqtt_broker, observer):
+    # A QoS 0 publisher hears nothing back from the broker: the client must ping
+    # because nothing was *received*, not only because nothing was sent, or it takes
+    # the silence for a dead broker every ~1.5 keep-alives and flaps offline/online.
+    dev = devices(keepalive_s=2, interval_s=1)
+    provision(api_for(dev), mqtt_broker)
+    observer.wait(f"{P}/status", ONLINE)
+    n = observer.count(f"{P}/state")
+    time.sleep(8)  # four keep-alive periods
+    assert observer.payloads(f"{P}/status") == [b"online"]
+    assert observer.count(f"{P}/state") >= n + 6
+    log = dev.log_text()
+    assert "session ended" not in log and "reconnecting" not in log, log[-2000:]
+
+
+def test_a_retained_command_is_ignored(home, device, api, mqtt_broker, observer):
+    # Retained, it would come back on every connect: a retained reboot would loop forever.
+    assert observer.client is not None
+    observer.client.publish(f"{P}/cmd", json.dumps({"cmd": "reboot"}), qos=1, retain=True)
+    wait_for(lambda: observer.count(f"{P}/cmd") == 1, 3)
+    provision(api, mqtt_broker)
+    observer.wait(f"{P}/status", ONLINE)
+    wait_for(lambda: "retained message ignored" in device.log_text(), 5)
+    time.sleep(1)
+    assert observer.count(f"{P}/event") == 0
+    assert observer.payloads(f"{P}/status") == [b"online"]
+    assert device.boots == 2  # the provisioning restart only
+    # Live commands still work.
+    assert _cmd(observer, {"cmd": "identify"}, "identify")["ok"] is True
 
 
 def _gaps(times: list[float]) -> list[float]:

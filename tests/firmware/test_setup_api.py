@@ -7,7 +7,9 @@ import json
 import time
 
 import pytest
-from fw_helpers import HOME_PASSWORD, HOME_SSID, Api, api_for, seed_mqtt_body
+from fw_helpers import HOME_PASSWORD, HOME_SSID, api_for, seed_mqtt_body
+
+from station.sim.air import Air
 
 SEED_WIFI = {"ssid": "MyHomeWiFi", "password": "mypassword"}
 
@@ -122,6 +124,10 @@ def test_boundary_values_are_accepted(device, api):
         ("/api/mqtt", {**seed_mqtt_body(), "broker": "station.local."}),
         ("/api/mqtt", {**seed_mqtt_body(), "topic_prefix": "t" * 128, "node_name": "N" * 32}),
         ("/api/mqtt", {**seed_mqtt_body(), "topic_prefix": "home/ünï/x", "node_name": "a-b_C-9"}),
+        ("/api/mqtt", {**seed_mqtt_body(), "topic_prefix": "home/😀"}),
+        ("/api/wifi", {"ssid": "x", "password": "€" * 21}),  # 21 characters, 63 bytes
+        ("/api/wifi", {"ssid": "😀" * 8, "password": "p" * 8}),  # 32 bytes (escaped pairs)
+        ("/api/mqtt", {**seed_mqtt_body(), "username": "u" * 128, "password": "p" * 256}),
     ]
     for path, body in ok:
         r = api.post(path, body)
@@ -142,6 +148,13 @@ WIFI_BAD = [
     ("password", {"ssid": "MyHomeWiFi", "password": "1234567"}),
     ("password", {"ssid": "MyHomeWiFi", "password": "p" * 64}),
     ("password", {"ssid": "MyHomeWiFi", "password": 12345678}),
+    ("password", {"ssid": "MyHomeWiFi", "password": "é" * 32}),  # 32 characters, 64 bytes
+    ("password", {"ssid": "MyHomeWiFi", "password": "€" * 22}),  # 22 characters, 66 bytes
+    ("password", {"ssid": "MyHomeWiFi", "password": "pass\udc00word"}),  # lone surrogate
+    ("ssid", {"ssid": "😀" * 9, "password": "mypassword"}),  # 36 bytes
+    ("ssid", {"ssid": "a\ud800b", "password": "mypassword"}),  # lone high surrogate
+    ("ssid", {"ssid": "\ude00\ud83d", "password": "mypassword"}),  # a pair the wrong way round
+    ("ssid", {"ssid": "x\ud83d", "password": "mypassword"}),  # high surrogate at the very end
 ]
 
 MQTT_BAD = [
@@ -168,6 +181,10 @@ MQTT_BAD = [
     ("topic_prefix", {"topic_prefix": "home/\u0000x"}),
     ("topic_prefix", {"topic_prefix": "$SYS/x"}),
     ("topic_prefix", {"topic_prefix": "/home/x"}),
+    ("topic_prefix", {"topic_prefix": "home/x/"}),  # would make "home/x//status"
+    ("topic_prefix", {"topic_prefix": "home/\tx"}),
+    ("topic_prefix", {"topic_prefix": "home/\x7fx"}),
+    ("topic_prefix", {"topic_prefix": "home/\ud800x"}),
     ("node_name", {"node_name": ""}),
     ("node_name", {"node_name": "n" * 33}),
     ("node_name", {"node_name": "has space"}),
@@ -175,19 +192,14 @@ MQTT_BAD = [
     ("node_name", {"node_name": "slash/name"}),
     ("node_name", {"node_name": "ünicode"}),
     ("username", {"username": 7}),
+    ("username", {"username": "u" * 129}),
+    ("username", {"username": "u\ud83d"}),
+    ("password", {"username": "u", "password": "p" * 257}),
+    ("password", {"username": "u", "password": "\ude00tok"}),
     ("password", {"password": "tok"}),  # a password needs a username in MQTT 3.1.1
     ("password", {"username": "u", "password": ["tok"]}),
 ]
 MISSING = [(f, None) for f in ("broker", "port", "topic_prefix", "node_name")]
-
-
-@pytest.fixture
-def configured(device, api) -> tuple[Api, dict]:
-    """A device with a stored config, to check that bad requests leave it alone."""
-    body = {**seed_mqtt_body(), "username": "esp32_dht11_001", "password": "tok"}
-    assert api.post("/api/wifi", SEED_WIFI).json() == {"ok": True}
-    assert api.post("/api/mqtt", body).json() == {"ok": True}
-    return api, device.config()
 
 
 def _expect_400(r, code: str, field: str | None = None) -> None:
@@ -260,6 +272,62 @@ def test_unknown_path_is_404_and_wrong_method_405(configured, device):
         r = api.session.request(method, api.base + path, timeout=5)
         assert r.status_code == 405, (method, path)
         assert r.json()["error"] == "method_not_allowed"
+        assert r.headers["Allow"] == ("GET" if path == "/api/info" else "POST")
     assert device.config() == before
     time.sleep(0.3)
     assert device.running  # none of it was a restart
+
+
+# --- text beyond the Basic Multilingual Plane ----------------------------------------
+
+
+def test_an_escaped_emoji_ssid_is_stored_and_joined_as_utf8(air, device, api):
+    # json.dumps escapes U+1F600 as the surrogate pair \ud83d\ude00 (what a station
+    # with ensure_ascii=True sends). MicroPython's json would keep it as two 3-byte
+    # halves: the wrong bytes on flash and on the radio.
+    ssid = "Home 😀"
+    air.add_home_network(ssid, HOME_PASSWORD)
+    raw = json.dumps({"ssid": ssid, "password": HOME_PASSWORD})
+    assert "\\ud83d\\ude00" in raw
+    assert api.post("/api/wifi", data=raw).json() == {"ok": True}
+    assert device.config()["wifi"]["ssid"] == ssid  # valid UTF-8 on flash
+    assert "😀".encode() in (device.flash_dir / "config.json").read_bytes()
+    # The simulated radio looks the network up by the SSID's UTF-8 bytes.
+    status = api.status_until(lambda s: s["wifi"] != "connecting")
+    assert status["wifi"] == "connected"
+
+
+def test_a_lone_surrogate_is_refused_and_changes_nothing(configured, device):
+    api, before = configured
+    for path, body, field in [
+        ("/api/wifi", {"ssid": "home\ud800x", "password": HOME_PASSWORD}, "ssid"),
+        ("/api/mqtt", {**seed_mqtt_body(), "topic_prefix": "home/\ud800x"}, "topic_prefix"),
+    ]:
+        raw = json.dumps(body)  # "\ud800" on the wire
+        _expect_400(api.post(path, data=raw), "invalid_field", field)
+        assert device.config() == before
+
+
+def test_the_simulated_air_counts_password_bytes_like_the_device(tmp_path):
+    air = Air(tmp_path / "air")
+    air.add_home_network("Net", "€" * 21)  # 63 bytes
+    with pytest.raises(ValueError):
+        air.add_home_network("Net", "é" * 32)  # 32 characters, 64 bytes
+
+
+def test_lenient_json_is_read_as_documented(configured, device):
+    # firmware/README.md "Validation": MicroPython's json.loads does not insist on
+    # commas and colons and reads 01883 as 1883. What it reads is validated like any
+    # other body, so nothing invalid can be stored; this pins the documented deviation.
+    api, _ = configured
+    r = api.post("/api/wifi", data=b'{"ssid" "OtherNet" "password" "password1",}')
+    assert r.json() == {"ok": True}
+    assert device.config()["wifi"] == {"ssid": "OtherNet", "password": "password1"}
+    r = api.post("/api/mqtt", data=json.dumps(seed_mqtt_body()).replace("1883", "01883"))
+    assert r.json() == {"ok": True} and device.config()["mqtt"]["port"] == 1883
+    before = device.config()
+    # A key without a value is simply absent.
+    _expect_400(
+        api.post("/api/wifi", data=b'{"ssid": "X", "password"}'), "invalid_field", "password"
+    )
+    assert device.config() == before

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
+from collections.abc import Iterator
 
 from fw_helpers import HOME_PASSWORD, HOME_SSID, SEED_BROKER, api_for, provision, seed_mqtt_body
 from support import wait_for
@@ -161,3 +164,87 @@ def test_a_short_button_press_erases_nothing(home, devices, mqtt_broker, observe
     dev.air.set_button_held(dev.chip_id, False)  # released after ~0.5 s of 2
     observer.wait("home/esp32_dht11_001/status", lambda p: p == b"online", after=1)
     assert dev.config()["wifi"]["ssid"] == HOME_SSID
+
+
+def test_trial_that_never_associates_reports_failed(home, devices):
+    dev = devices(assoc_ms=60_000, trial_s=1)  # the radio keeps "connecting"
+    api = api_for(dev)
+    api.post("/api/wifi", {"ssid": HOME_SSID, "password": HOME_PASSWORD})
+    s = api.status_until(_final, timeout=5)
+    assert s == {"wifi": "failed", "ip": None, "broker": "unknown"}
+
+
+@contextlib.contextmanager
+def _black_hole() -> Iterator[int]:
+    """A loopback port whose accept queue is full: a TCP connect to it hangs (the
+    kernel drops the SYNs) until the caller's own timeout."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            c = socket.socket()
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(("127.0.0.1", port))
+            fillers.append(c)
+        yield port
+    finally:
+        for c in fillers:
+            c.close()
+        srv.close()
+
+
+def test_a_new_mqtt_post_restarts_a_running_broker_check(air, devices, mqtt_broker):
+    dev = devices(probe_ms=4000, busy_s=60)  # no automatic retry (and reboot) meanwhile
+    with _black_hole() as hole:
+        good = f"127.0.0.1:{mqtt_broker.port}"
+        air.add_home_network(
+            HOME_SSID,
+            HOME_PASSWORD,
+            reach={"10.0.0.9:1883": f"127.0.0.1:{hole}", f"{SEED_BROKER}:1883": good},
+        )
+        api = api_for(dev)
+        api.post("/api/wifi", {"ssid": HOME_SSID, "password": HOME_PASSWORD})
+        assert api.status_until(_final)["wifi"] == "connected"
+        api.post("/api/mqtt", {**seed_mqtt_body(), "broker": "10.0.0.9"})  # hangs 4 s
+        time.sleep(0.3)
+        assert api.get("/api/status").json()["broker"] == "unknown"
+        started = time.monotonic()
+        api.post("/api/mqtt", seed_mqtt_body())  # the right broker, while that runs
+        s = api.status_until(lambda s: s["broker"] != "unknown", timeout=3)
+        assert s["broker"] == "reachable" and time.monotonic() - started < 2
+        time.sleep(4.5)  # the old check would have ended by now: it must not report
+        assert api.get("/api/status").json()["broker"] == "reachable"
+
+
+def test_fallback_clock_starts_with_the_first_attempt(home, devices, mqtt_broker):
+    # Each attempt "connects" for trial_s and fails. With fallback_s = 1 the first
+    # failed attempt (2 s) already exceeds it: back in setup mode after one attempt,
+    # not after a second one (the clock used to start when the first one *ended*).
+    dev = devices(assoc_ms=60_000, trial_s=2, fallback_s=1)
+    provision(api_for(dev), mqtt_broker)
+    dev.air.wait_for_no_setup_ap(dev.chip_id, 5)
+    started = time.monotonic()
+    api_for(dev, timeout=10)
+    assert time.monotonic() - started < 3.8
+    assert dev.log_text().count("home: joining") == 1
+
+
+def test_a_short_wifi_drop_reconnects_without_falling_back(home, devices, mqtt_broker, observer):
+    dev = devices(fallback_s=6)
+    provision(api_for(dev), mqtt_broker)
+    observer.wait("home/esp32_dht11_001/status", lambda p: p == b"online")
+    boots = dev.boots
+    target = f"127.0.0.1:{mqtt_broker.port}"
+    home.remove_home_network(HOME_SSID)  # the router reboots...
+    wait_for(lambda: "home: wifi lost" in dev.log_text(), 5)
+    time.sleep(1)
+    home.add_home_network(  # ...and is back well within fallback_s
+        HOME_SSID, HOME_PASSWORD, reach={f"{SEED_BROKER}:1883": target, target: target}
+    )
+    observer.wait("home/esp32_dht11_001/status", lambda p: p == b"online", after=1, timeout=10)
+    assert dev.boots == boots and dev.air.setup_ap(dev.chip_id) is None
+    assert "back to setup mode" not in dev.log_text()
