@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from station.registry.models import Device
 from station.runtime import StationRuntime
 from station.ui.homes import HomeSelector
 from station.ui.log_panel import LogPanel, QtLogHandler
@@ -85,7 +84,10 @@ class MainWindow(QMainWindow):
         ):
             self.statusBar().addPermanentWidget(label)
         self.bridge.clientsChanged.connect(lambda _n: self._refresh_status())
-        self.bridge.deviceUpdated.connect(self._on_device_update)
+        # The table model knows the counts: no database query per message.
+        self.devices_tab.countsChanged.connect(self._show_counts)
+        self._show_counts(self.devices_tab.model.online_count(),
+                          self.devices_tab.model.rowCount())
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._refresh_status)
         self._timer.start(STATUS_REFRESH_MS)
@@ -129,12 +131,7 @@ class MainWindow(QMainWindow):
 
     # -- status bar --------------------------------------------------------------------
 
-    def _on_device_update(self, _update: object) -> None:
-        self._refresh_counts()
-
-    def _refresh_counts(self) -> None:
-        total = Device.select().count()
-        online = Device.select().where(Device.online == True).count()  # noqa: E712
+    def _show_counts(self, online: int, total: int) -> None:
         self.devices_label.setText(f"Devices: {online} online / {total}")
 
     def _refresh_status(self) -> None:
