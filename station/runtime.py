@@ -50,6 +50,7 @@ class StationRuntime:
         db: str | None = None,
         demo_devices: int = 0,
         demo_switch_delay: float = 0.0,
+        demo_timing: dict[str, int] | None = None,
     ) -> StationRuntime:
         """Open the registry, start the broker; in demo mode also the simulated site.
 
@@ -96,6 +97,7 @@ class StationRuntime:
                     broker.port,
                     root=Path(tmp) / "site",
                     switch_delay=demo_switch_delay,
+                    timing=demo_timing,
                 )
                 rt.demo.start()
             except Exception:

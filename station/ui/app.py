@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
 
 from station import settings as settings_mod
@@ -20,7 +21,13 @@ from station.ui.log_panel import QtLogHandler
 log = logging.getLogger(__name__)
 
 DEMO_DEVICES = 6
-STARTED_AT = time.perf_counter()
+# Process start, not import time: what a user waits for from the double-click.
+try:
+    import psutil
+
+    STARTED_AT = time.perf_counter() - (time.time() - psutil.Process().create_time())
+except Exception:  # psutil is a dev extra; fall back to import time
+    STARTED_AT = time.perf_counter()
 
 
 class _Starter(QObject):
@@ -107,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
         window.show()
         splash.close()
         log.info("station ready after %.2f s", time.perf_counter() - STARTED_AT)
+        # For benchmarks and smoke tests: quit on their own once ready.
+        quit_after = os.environ.get("STATION_QUIT_AFTER_READY")
+        if quit_after:
+            QTimer.singleShot(int(float(quit_after) * 1000), window.close)
 
     def on_failed(message: str) -> None:
         splash.close()

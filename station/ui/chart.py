@@ -96,8 +96,8 @@ class HistoryChart(QWidget):
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._message)
             p.end()
             return
-        left = fm.horizontalAdvance("-00 °C") + 8
-        right = fm.horizontalAdvance("100 %") + 8
+        left = fm.horizontalAdvance("-00.0 °C") + 8
+        right = fm.horizontalAdvance("100.0 %") + 8
         top, bottom = fm.height() + 6, fm.height() + 8
         plot = QRectF(left, top, self.width() - left - right, self.height() - top - bottom)
         if plot.width() < 20 or plot.height() < 20:
@@ -121,7 +121,9 @@ class HistoryChart(QWidget):
             p.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
             if temps:
                 p.setPen(TEMP_COLOUR)
-                label = f"{tlo + k / 4 * (thi - tlo):.0f} °C"
+                value = tlo + k / 4 * (thi - tlo)
+                # A narrow range needs a decimal, or the axis repeats its labels.
+                label = f"{value:.1f} °C" if thi - tlo < 8 else f"{value:.0f} °C"
                 p.drawText(
                     QRectF(0, y - fm.height() / 2, left - 4, fm.height()),
                     Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
@@ -129,7 +131,8 @@ class HistoryChart(QWidget):
                 )
             if hums:
                 p.setPen(HUM_COLOUR)
-                label = f"{hlo + k / 4 * (hhi - hlo):.0f} %"
+                value = hlo + k / 4 * (hhi - hlo)
+                label = f"{value:.1f} %" if hhi - hlo < 8 else f"{value:.0f} %"
                 p.drawText(
                     QRectF(plot.right() + 4, y - fm.height() / 2, right - 4, fm.height()),
                     Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,

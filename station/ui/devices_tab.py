@@ -28,7 +28,9 @@ from station.registry.tracking import DeviceUpdate
 from station.ui.bridge import StationBridge
 from station.ui.device_detail import DeviceDetail
 from station.ui.devices_model import (
+    CHIP,
     HEADERS,
+    IP,
     LAST_SEEN,
     NAME,
     NODE,
@@ -104,10 +106,13 @@ class DevicesTab(QWidget):
         header.setStretchLastSection(True)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         fm = self.view.fontMetrics()
-        widths = {NAME: 18, NODE: 16, STATE: 9, LAST_SEEN: 10}
+        # Sized to typical content so the state and readings fit beside the detail.
+        samples = {NAME: "Living room", NODE: "esp32_dht11_000", CHIP: "A4CF12EF5678",
+                   STATE: "● offline", IP: "192.168.29.100", LAST_SEEN: "59 s ago"}
         for col, title in enumerate(HEADERS):
-            chars = widths.get(col, max(len(title), 9))
-            self.view.setColumnWidth(col, fm.horizontalAdvance("m") * chars)
+            text = samples.get(col, title + "00")
+            self.view.setColumnWidth(col, max(fm.horizontalAdvance(text),
+                                              fm.horizontalAdvance(title)) + 24)
 
         self.detail = DeviceDetail(runtime, self)
         self.detail.removed.connect(self._on_removed)
@@ -123,6 +128,7 @@ class DevicesTab(QWidget):
         splitter.addWidget(self.detail)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
+        splitter.setSizes([720, 440])  # the table gets the room; the detail stays readable
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(splitter, 1)

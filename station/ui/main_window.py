@@ -92,7 +92,7 @@ class MainWindow(QMainWindow):
         self._timer.timeout.connect(self._refresh_status)
         self._timer.start(STATUS_REFRESH_MS)
         self._refresh_status()
-        self.resize(1180, 720)
+        self.resize(1280, 760)
 
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -152,7 +152,6 @@ class MainWindow(QMainWindow):
         self.broker_label.setText(
             f"Broker: {s.bind_host}:{rt.broker.port}, {rt.broker.clients_connected} clients"
         )
-        self._refresh_counts()
 
     # -- closing -----------------------------------------------------------------------
 
