@@ -220,9 +220,16 @@ class Provisioner:
         A wrong home password is reported here, before leaving the AP: the device tries
         the home network while keeping its AP up and /api/status tells the result.
         """
+        link = self.connect(trip, ticket)
+        self.send_configuration(ticket, link, home_ssid, home_password)
+
+    def connect(self, trip: Excursion, ticket: Ticket) -> Link:
+        """Step 2 alone: join the device's setup AP (40 -> 60 %).
+
+        The single-device wizard runs steps 2 and 3 as separate screens, as the seed does.
+        """
         s = self.station
         ap = ticket.target.ssid
-        # Step 2: connect to the device.
         self._report(ticket, Step.CONNECT, Status.RUNNING, f"joining {ap}")
         started = time.monotonic()
         try:
@@ -238,10 +245,19 @@ class Provisioner:
             raise self._fail(ticket, Step.CONNECT, f"Cannot join {ap}: {exc}") from exc
         ticket.timings[Step.CONNECT] = round(time.monotonic() - started, 3)
         self._report(ticket, Step.CONNECT, Status.RUNNING, f"joined {ap}", progress=60)
+        return link
 
-        # Step 3: configure.
+    def send_configuration(
+        self, ticket: Ticket, link: Link, home_ssid: str, home_password: str
+    ) -> None:
+        """Step 3 alone, on the device's AP: settings, trial result, restart (60 -> 80 %).
+
+        A wrong home password fails here with the device still in setup mode, so it may
+        be called again on the same link with the right one.
+        """
+        s = self.station
         started = time.monotonic()
-        client = s.client(link, ap)
+        client = s.client(link, ticket.target.ssid)
         try:
             self._configure(ticket, client, home_ssid, home_password)
         except ProvisioningError:

@@ -121,12 +121,17 @@ class MainWindow(QMainWindow):
     def open_wizard(self) -> None:
         from station.ui.wizard import ProvisionWizard
 
+        if self._batch_running:
+            QMessageBox.information(self, "Single device",
+                                    "A batch is being provisioned: one WiFi adapter does one "
+                                    "thing at a time. Pause or wait for the batch first.")
+            return
         selected = self.homes.selected()
         if selected is None:
             QMessageBox.information(self, "Single device", "Add or select a home first.")
             return
         wizard = ProvisionWizard(self.runtime, *selected, parent=self)
-        wizard.finished.connect(lambda _r: self.tabs.setCurrentWidget(self.devices_tab))
+        wizard.goToDevices.connect(lambda: self.tabs.setCurrentWidget(self.devices_tab))
         wizard.open()
 
     # -- status bar --------------------------------------------------------------------

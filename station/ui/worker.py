@@ -1,0 +1,533 @@
+"""Provisioning off the GUI thread: the bulk queue, one device, and the manual-WiFi bridge.
+
+Every WiFi or HTTP call runs in a thread pool of its own; results come back as Qt
+signals. The facade objects here live in the GUI thread, and pool threads never emit
+their public signals directly: they post to the facade, which emits in the GUI thread
+(see _Relay; a cross-thread signal delivered to a freed PySide helper receiver
+crashed the tests).
+
+QueueWorker has two single-thread pools: "radio" (one WiFi adapter, one owner) runs
+scans and runs; "side" does registry-only chores (loading rows, skip, retry) so they
+are not stuck behind a run that takes minutes. DeviceWorker has one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QThread, QThreadPool, Signal
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from station.provisioning import (
+    BulkQueue,
+    Progress,
+    Provisioner,
+    ProvisioningError,
+    RunSummary,
+    SetupTarget,
+    Station,
+    Ticket,
+)
+from station.provisioning.steps import OPEN
+from station.registry import Home
+from station.wifi.errors import Cancelled
+from station.wifi.guard import Excursion
+from station.wifi.manual import Instruction
+
+log = logging.getLogger(__name__)
+
+
+def _pool() -> QThreadPool:
+    pool = QThreadPool()
+    pool.setMaxThreadCount(1)
+    pool.setExpiryTimeout(-1)  # keep the thread: starting one per task costs time
+    return pool
+
+
+class _Relay(QObject):
+    """Worker threads call `_emit(name, *args)`; the public signal is emitted in the GUI
+    thread. So every public signal here is a GUI-thread signal: any slot (a lambda, a
+    test's waitSignal) may connect to it, and nothing queued outlives this object
+    (Qt drops pending events of a deleted receiver; PySide's helper receivers for
+    plain callables do not)."""
+
+    _post = Signal(str, object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._post.connect(self._deliver)  # queued when posted from a worker thread
+
+    def _deliver(self, name: str, args: tuple) -> None:
+        getattr(self, name).emit(*args)
+
+    def _emit(self, name: str, *args: Any) -> None:
+        try:
+            self._post.emit(name, args)
+        except RuntimeError:  # the widget that owned this was deleted: nobody to tell
+            log.debug("dropped %s: its receiver is gone", name)
+
+
+# -- the manual WiFi backend's confirmation, answered in the GUI -----------------------
+
+
+class ConfirmBridge(_Relay):
+    """`confirm(Instruction) -> bool` for the manual backend, answered by the GUI.
+
+    The backend calls `confirm` in a worker thread; it emits `asked` (queued to the GUI
+    thread) and waits until the GUI calls `answer`. `abort()` answers the open question
+    with "no" (a cancel); `close()` also refuses every later one (the window is going).
+    """
+
+    asked = Signal(object)  # Instruction
+    answered = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._lock = threading.Lock()
+        self._event: threading.Event | None = None
+        self._answer = False
+        self._closed = False
+        self.owner: object | None = None  # the widget that shows the questions now
+        self.asked.connect(self._fallback)
+
+    def _fallback(self, instruction: Instruction) -> None:
+        """Nobody shows questions (the wizard that asked was closed, say): a plain
+        message box, so the person is still told to go back to the home WiFi."""
+        if self.owner is not None or QApplication.instance() is None:
+            return
+        box = QMessageBox(QMessageBox.Icon.Information, instruction.title, instruction.text)
+        ok = box.addButton(instruction.action, QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _r: self.answer(box.clickedButton() is ok))
+        self.answered.connect(box.close)
+        box.open()
+
+    def confirm(self, instruction: Instruction) -> bool:
+        if QThread.currentThread() is self.thread():
+            # Waiting here would freeze the window that must answer.
+            raise RuntimeError("ConfirmBridge.confirm must be called from a worker thread")
+        event = threading.Event()
+        with self._lock:
+            if self._closed:
+                return False
+            self._event, self._answer = event, False
+        self._emit("asked", instruction)
+        event.wait()
+        with self._lock:
+            self._event = None
+            return self._answer
+
+    def answer(self, ok: bool) -> None:
+        """GUI thread: the person clicked the action (True) or cancelled (False)."""
+        with self._lock:
+            event = self._event
+            if event is None:
+                return
+            self._answer = bool(ok)
+            event.set()
+        self.answered.emit(bool(ok))
+
+    def waiting(self) -> bool:
+        with self._lock:
+            return self._event is not None
+
+    def abort(self) -> None:
+        self.answer(False)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self.abort()
+
+
+def confirm_bridge(runtime: Any) -> ConfirmBridge:
+    """The station's one bridge (the manual backend has one confirm callback).
+
+    Whoever starts work that may ask sets `bridge.owner` to itself, and only the owner
+    shows the questions. Call in the GUI thread.
+    """
+    bridge = getattr(runtime, "confirm_bridge", None)
+    if bridge is None:
+        bridge = ConfirmBridge()
+        runtime.confirm_bridge = bridge
+    wifi = getattr(runtime, "wifi", None)
+    if wifi is not None and hasattr(wifi, "confirm") and wifi.confirm is None:
+        wifi.confirm = bridge.confirm  # the backend was chosen before any window existed
+    return bridge
+
+
+# -- rows for the queue table --------------------------------------------------------------
+
+
+@dataclass
+class JobRow:
+    """A snapshot of one ProvisioningJob: the GUI never holds live database objects."""
+
+    provisioning_id: str
+    ap_ssid: str
+    node_name: str
+    step: str
+    progress: int
+    status: str
+    error: str | None
+    timings: dict[str, float]
+    message: str = ""
+
+    @classmethod
+    def from_job(cls, job: Any) -> JobRow:
+        return cls(
+            job.provisioning_id,
+            job.ap_ssid or "",
+            job.device.node_name,
+            job.step,
+            job.progress,
+            job.status,
+            job.error,
+            dict(job.timings or {}),
+        )
+
+
+def job_rows(queue: BulkQueue, also: list[str] | tuple[str, ...] = ()) -> list[JobRow]:
+    """Open jobs plus the given ones (rows already shown that may have finished)."""
+    jobs = {j.provisioning_id: j for j in queue.jobs(OPEN)}
+    for pid in also:
+        if pid not in jobs:
+            job = queue.station.registry.job(pid)
+            if job is not None:
+                jobs[pid] = job
+    ordered = sorted(jobs.values(), key=lambda j: (j.queue_position or 0, j.id))
+    return [JobRow.from_job(j) for j in ordered]
+
+
+# -- the bulk queue ----------------------------------------------------------------------------
+
+
+class QueueWorker(_Relay):
+    """The BulkQueue, run in worker threads; controls are safe to call from the GUI."""
+
+    progress = Signal(object)  # station.provisioning.Progress
+    scanned = Signal(list)  # list[SetupTarget]
+    _done = Signal(object)  # (signal name, result): a radio task ended (internal)
+    jobsLoaded = Signal(list)  # list[JobRow]
+    finished = Signal(object)  # RunSummary
+    failed = Signal(str)  # an unexpected problem, in words
+    runningChanged = Signal(bool)
+    busyChanged = Signal(bool)  # a scan or a run holds the radio
+
+    def __init__(
+        self, station: Station, bridge: ConfirmBridge | None = None, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.station = station
+        self.bridge = bridge
+        self.queue = BulkQueue(station, self._on_progress)
+        self._radio = _pool()
+        self._side = _pool()
+        self._running = False
+        self._busy = False
+        self._closed = False  # after shutdown(): no new work
+        self._done.connect(self._on_done)  # queued: emitted by the pool thread
+
+    # Called in the worker thread by the provisioner.
+    def _on_progress(self, p: Progress) -> None:
+        self._emit("progress", p)
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def is_busy(self) -> bool:
+        return self._busy
+
+    def _set_busy(self, busy: bool, running: bool = False) -> None:
+        if busy != self._busy:
+            self._busy = busy
+            self.busyChanged.emit(busy)
+        if running != self._running:
+            self._running = running
+            self.runningChanged.emit(running)
+
+    def _radio_task(self, fn: Callable[[], Any], signal: str, default: Any) -> bool:
+        """Run `fn` on the radio thread; its result is emitted as `signal` once idle."""
+        if self._busy or self._closed:
+            return False  # one radio: the GUI disables the buttons, this is the backstop
+        self._set_busy(True, signal == "finished")
+
+        def body() -> None:
+            result = default
+            try:
+                result = fn()
+            except Exception as exc:  # a crash must reach the installer, not vanish
+                log.exception("provisioning worker failed")
+                self._emit("failed", str(exc) or type(exc).__name__)
+            finally:
+                self._done.emit((signal, result))
+
+        self._radio.start(body)
+        return True
+
+    def _side_task(self, fn: Callable[[], None]) -> None:
+        if self._closed:
+            return
+
+        def body() -> None:
+            try:
+                fn()
+            except Exception as exc:
+                log.exception("provisioning worker failed")
+                self._emit("failed", str(exc) or type(exc).__name__)
+
+        self._side.start(body)
+
+    def _on_done(self, outcome: tuple[str, Any]) -> None:
+        # The result only once idle again, so a slot may start the next scan or run.
+        self._set_busy(False, False)
+        signal, result = outcome
+        getattr(self, signal).emit(result)
+
+    # -- work ------------------------------------------------------------------------
+
+    def scan(self) -> bool:
+        return self._radio_task(self.queue.scan, "scanned", [])
+
+    def load(self, also: list[str] | tuple[str, ...] = ()) -> None:
+        also = tuple(also)
+        self._side_task(lambda: self._emit("jobsLoaded", job_rows(self.queue, also)))
+
+    def run(
+        self,
+        home: Home,
+        password: str,
+        add: list[SetupTarget] | None = None,
+        names: dict[str, str] | None = None,
+        shown: list[str] | tuple[str, ...] = (),
+        retry: list[str] | tuple[str, ...] = (),
+    ) -> bool:
+        """Put `retry` back in the queue, step 1 for `add`, then every open job.
+
+        Returns False if the radio is busy (a scan or a run).
+        """
+        shown, retry = tuple(shown), tuple(retry)
+
+        def body() -> RunSummary:
+            try:
+                for pid in retry:
+                    self.queue.retry(pid)
+                if retry:
+                    self._emit("jobsLoaded", job_rows(self.queue, (*shown, *retry)))
+                if add:
+                    added = self.queue.add(list(add), home, names)
+                    self._emit(
+                        "jobsLoaded",
+                        job_rows(self.queue, (*shown, *[j.provisioning_id for j in added])),
+                    )
+                return self.queue.run(home, password)
+            except ProvisioningError as exc:  # step 1 failed: the registry is unreachable
+                self._emit("failed", str(exc))
+                return RunSummary()
+
+        return self._radio_task(body, "finished", RunSummary())
+
+    # -- controls (GUI thread; the queue's own controls are thread-safe) -----------------
+
+    def pause(self) -> None:
+        self.queue.pause()
+
+    def cancel(self) -> None:
+        self.queue.cancel()
+        if self.bridge is not None:
+            self.bridge.abort()  # a pending "connect to the device" question: no
+
+    def skip(self, pid: str, shown: list[str] | tuple[str, ...] = ()) -> None:
+        shown = tuple(shown)
+
+        def body() -> None:
+            self.queue.skip(pid)
+            self._emit("jobsLoaded", job_rows(self.queue, (*shown, pid)))
+
+        self._side_task(body)
+
+    def retry(self, pid: str, shown: list[str] | tuple[str, ...] = ()) -> None:
+        shown = tuple(shown)
+
+        def body() -> None:
+            self.queue.retry(pid)
+            self._emit("jobsLoaded", job_rows(self.queue, (*shown, pid)))
+
+        self._side_task(body)
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Cancel, and wait (blocking: only at close) until the laptop is home."""
+        self._closed = True
+        self.queue.cancel()
+        if self.bridge is not None:
+            self.bridge.close()
+        ms = int(timeout * 1000)
+        ok = self._radio.waitForDone(ms)
+        return self._side.waitForDone(ms) and ok
+
+
+# -- one device, step by step (the wizard) ----------------------------------------------------
+
+
+class DeviceWorker(_Relay):
+    """The seed's steps for one device, driven by the wizard's buttons.
+
+    Steps 2 and 3 run as one task inside an Excursion, so the laptop goes home on every
+    path: it joins the AP, reports `connected`, then waits for the home WiFi details
+    from the Configure screen (`send_configuration`), as often as a wrong password
+    needs, and goes home after the device restarts or on cancel.
+    """
+
+    progress = Signal(object)  # Progress
+    scanned = Signal(list)  # list[SetupTarget]
+    prepared = Signal(str, str)  # provisioning id, node name
+    connected = Signal()
+    configureFailed = Signal(str)  # still on the device's network: fix and send again
+    configured = Signal()  # restarted; the laptop is home again
+    online = Signal(str)  # chip id
+    onlineTimeout = Signal(str)
+    failed = Signal(str)  # the flow stopped; what to do next
+    busyChanged = Signal(bool)
+
+    def __init__(
+        self, station: Station, bridge: ConfirmBridge | None = None, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.station = station
+        self.bridge = bridge
+        self.cancel_event = threading.Event()
+        self.provisioner = Provisioner(
+            station, lambda p: self._emit("progress", p), self.cancel_event
+        )
+        self.ticket: Ticket | None = None
+        self._pool = _pool()
+        self._config_ready = threading.Event()
+        self._config: tuple[str, str] | None = None
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    def _task(self, fn: Callable[[], None]) -> None:
+        def body() -> None:
+            self._mark(+1)
+            try:
+                fn()
+            except Cancelled:
+                log.info("single-device provisioning cancelled")
+            except ProvisioningError as exc:
+                self._emit("failed", str(exc))
+            except Exception as exc:
+                log.exception("single-device provisioning failed")
+                self._emit("failed", str(exc) or type(exc).__name__)
+            finally:
+                self._mark(-1)
+
+        self._pool.start(body)
+
+    def _mark(self, delta: int) -> None:
+        with self._busy_lock:
+            before = self._busy > 0
+            self._busy += delta
+            after = self._busy > 0
+        if before != after:
+            self._emit("busyChanged", after)
+
+    def is_busy(self) -> bool:
+        with self._busy_lock:
+            return self._busy > 0
+
+    def scan(self) -> None:
+        queue = BulkQueue(self.station)
+        self._task(lambda: self._emit("scanned", queue.scan()))
+
+    def prepare(self, target: SetupTarget, home: Home | None, name: str = "") -> None:
+        """Step 1 (20 -> 40 %)."""
+
+        def body() -> None:
+            self.ticket = self.provisioner.prepare(target, home, name)
+            self._emit("prepared", self.ticket.pid, self.ticket.device.node_name)
+
+        self._task(body)
+
+    def connect_and_configure(self) -> None:
+        """Steps 2-3: join, then wait for `send_configuration` (40 -> 80 %)."""
+        ticket = self.ticket
+        assert ticket is not None, "prepare() first"
+        s = self.station
+        self._config_ready.clear()
+
+        def body() -> None:
+            with Excursion(
+                s.wifi,
+                s.journal,
+                cancel=self.cancel_event,
+                return_timeout=s.settings.wifi_connect_timeout_s,
+            ) as trip:
+                link = self.provisioner.connect(trip, ticket)
+                self._emit("connected")
+                while True:
+                    self._wait_config()
+                    ssid, password = self._config or ("", "")
+                    try:
+                        self.provisioner.send_configuration(ticket, link, ssid, password)
+                        break
+                    except ProvisioningError as exc:
+                        # Still on the device's network, device in setup mode: let the
+                        # person correct the details and send again.
+                        self._emit("configureFailed", str(exc))
+            # Back home (the manual backend asked the person to reconnect).
+            self._emit("configured")
+
+        self._task(body)
+
+    def _wait_config(self) -> None:
+        while not self._config_ready.wait(0.1):
+            if self.cancel_event.is_set():
+                raise Cancelled("Provisioning cancelled.")
+        self._config_ready.clear()
+
+    def send_configuration(self, ssid: str, password: str) -> None:
+        """GUI thread: the Configure screen's "Send Configuration to Device"."""
+        self._config = (ssid, password)
+        self._config_ready.set()
+
+    def check_online(self, timeout: float | None = None) -> None:
+        """Step 4: wait for the device's first `online` (80 -> 100 %); may be repeated."""
+        ticket = self.ticket
+        assert ticket is not None
+
+        def body() -> None:
+            self.cancel_event.clear()
+            result = self.provisioner.wait_online([ticket], timeout=timeout)
+            if result.get(ticket.pid):
+                device = self.station.registry.device(ticket.device.node_name)
+                self._emit("online", device.chip_id or "")
+            else:
+                job = self.station.registry.job(ticket.pid)
+                self._emit("onlineTimeout", (job.error if job else None) or "not online yet")
+
+        self._task(body)
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+        if self.bridge is not None:
+            self.bridge.abort()
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Cancel and wait for the laptop to be home (the bridge may be shared: only
+        its open question is refused)."""
+        self.cancel()
+        return self._pool.waitForDone(int(timeout * 1000))
+
+
+__all__ = [
+    "ConfirmBridge",
+    "DeviceWorker",
+    "JobRow",
+    "QueueWorker",
+    "job_rows",
+]
