@@ -43,6 +43,7 @@ class MainWindow(QMainWindow):
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
         self._network_future: Future | None = None
         self._network_text = "…"
+        self._closed = False
 
         self.bridge = StationBridge()
         self.bridge.attach(runtime.broker)
@@ -140,6 +141,8 @@ class MainWindow(QMainWindow):
         self.devices_label.setText(f"Devices: {online} online / {total}")
 
     def _refresh_status(self) -> None:
+        if self._closed:
+            return  # a queued signal can still arrive after closeEvent
         rt = self.runtime
         wifi = rt.wifi
         if wifi is not None and (self._network_future is None or self._network_future.done()):
@@ -174,6 +177,7 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
+        self._closed = True
         self._timer.stop()
         self.provision_tab.shutdown(60.0)
         self.bridge.detach()
