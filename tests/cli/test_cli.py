@@ -127,7 +127,9 @@ def test_broker_command_port_taken(tmp_path, env):
 
 def test_no_subcommand_without_display_runs_headless(tmp_path, env):
     cfg = tmp_path / "settings.json"
-    cfg.write_text('{"broker": {"bind_host": "127.0.0.1", "port": 0}}')
+    # A WiFi backend named explicitly: a real station, not the demo.
+    cfg.write_text('{"broker": {"bind_host": "127.0.0.1", "port": 0}, '
+                   '"provisioning": {"wifi_backend": "manual"}}')
     env.pop("DISPLAY", None)
     env.pop("WAYLAND_DISPLAY", None)
     env.pop("QT_QPA_PLATFORM", None)
@@ -146,3 +148,29 @@ def test_no_subcommand_without_display_runs_headless(tmp_path, env):
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0
     assert "No display found" in err
+
+
+def test_no_display_and_no_wifi_control_runs_the_demo_in_the_terminal(tmp_path, env):
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    env.pop("QT_QPA_PLATFORM", None)
+    proc = subprocess.Popen(station(), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "live readings follow" in line:
+                break
+        for line in proc.stdout:  # the first live reading
+            lines.append(line)
+            if "°C" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    text = "".join(lines)
+    assert "6 of 6 devices online" in text, text + err
+    assert "°C" in text
+    assert "running the demo in the terminal" in err
+    assert proc.returncode == 0, err
