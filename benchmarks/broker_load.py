@@ -65,7 +65,7 @@ def serve(db: str, port: int, gc_tuning: bool, event_loop: str) -> None:
             await asyncio.sleep(0.01)
             lags.append((time.time(), (time.perf_counter() - t - 0.01) * 1000))
 
-    probe = asyncio.run_coroutine_threadsafe(lag_probe(), broker._loop)
+    probe = asyncio.run_coroutine_threadsafe(lag_probe(), broker.loop)
     user, token = broker.station_credentials()
     print(json.dumps({"port": broker.port, "user": user, "token": token}), flush=True)
     stop = threading.Event()

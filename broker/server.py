@@ -16,10 +16,8 @@ import errno
 import gc
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 from broker import keepalive
@@ -29,6 +27,7 @@ from broker.ingest import IngestWriter, Listener
 from broker.plugins import HUBS, plugin_config
 from broker.station_broker import StationBroker
 from station.errors import StationError
+from station.loop_thread import LoopThread
 from station.registry.credentials import new_token
 from station.registry.models import Device
 from station.registry.service import Registry
@@ -120,8 +119,7 @@ class EmbeddedBroker:
             self.access, self.ingest.put, self.ingest.put_message, self.settings.keepalive_factor
         )
         self._hub_id = uuid.uuid4().hex
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._lt = LoopThread("mqtt-broker", lambda: new_event_loop(self.settings.event_loop))
         self._amqtt: StationBroker | None = None
         self._port: int | None = None
 
@@ -129,7 +127,12 @@ class EmbeddedBroker:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._lt.running
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The broker's event loop (for code that must run on it, e.g. probes)."""
+        return self._lt.loop
 
     def start(self) -> None:
         if self.running:
@@ -138,18 +141,13 @@ class EmbeddedBroker:
         self.access.load(self.registry.all_credentials())
         HUBS[self._hub_id] = self.hub
         self.ingest.start()
-        started: Future[None] = Future()
-        self._thread = threading.Thread(
-            target=self._thread_main, args=(started,), name="mqtt-broker", daemon=True
-        )
-        self._thread.start()
         try:
-            started.result(START_TIMEOUT_S)
-        except BaseException:
-            self._thread.join(STOP_TIMEOUT_S)
-            self._thread = None
+            self._lt.start(self._start_amqtt, START_TIMEOUT_S)
+        except BaseException as exc:
             self.ingest.stop()
             HUBS.pop(self._hub_id, None)
+            if isinstance(exc, Exception):
+                raise self._start_error(exc) from exc
             raise
         if self.settings.gc_tuning:
             tune_gc()
@@ -173,29 +171,6 @@ class EmbeddedBroker:
             "timeout_disconnect_delay": 0,
             "plugins": plugin_config(self._hub_id),
         }
-
-    def _thread_main(self, started: Future[None]) -> None:
-        loop = new_event_loop(self.settings.event_loop)
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._start_amqtt())
-        except BaseException as exc:
-            started.set_exception(self._start_error(exc))
-            loop.close()
-            self._loop = None
-            return
-        started.set_result(None)
-        try:
-            loop.run_forever()
-        finally:
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
-            self._loop = None
 
     async def _start_amqtt(self) -> None:
         self._amqtt = StationBroker(self._config(), self.hub, loop=asyncio.get_running_loop())
@@ -221,18 +196,9 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         """Close every connection, stop the loop, then flush the registry writes."""
-        loop, thread = self._loop, self._thread
-        if thread is None:
+        if not self._lt.started:
             return
-        if loop is not None and self._amqtt is not None:
-            fut = asyncio.run_coroutine_threadsafe(self._amqtt.shutdown(), loop)
-            try:
-                fut.result(STOP_TIMEOUT_S)
-            except Exception:
-                log.exception("broker shutdown did not finish cleanly")
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(STOP_TIMEOUT_S)
-        self._thread = None
+        self._lt.stop(self._amqtt.shutdown if self._amqtt is not None else None, STOP_TIMEOUT_S)
         self._amqtt = None
         self.ingest.stop()
         HUBS.pop(self._hub_id, None)
@@ -295,7 +261,7 @@ class EmbeddedBroker:
         timeout: float = 5.0,
     ) -> None:
         """Publish as the broker itself (thread-safe)."""
-        if self._loop is None or self._amqtt is None:
+        if self._lt.loop is None or self._amqtt is None:
             raise StationError("the MQTT broker is not running")
         broker = self._amqtt
 
@@ -304,7 +270,7 @@ class EmbeddedBroker:
             if retain:
                 await broker.retain_message(None, topic, payload, qos)
 
-        asyncio.run_coroutine_threadsafe(_publish(), self._loop).result(timeout)
+        self._lt.call(_publish(), timeout)
 
     def send_command(self, device: Device, command: dict[str, Any]) -> None:
         """PROTOCOL.md section 2: `<prefix>/cmd` with {"cmd": ..., ...}."""

@@ -25,14 +25,14 @@ import datetime as dt
 import errno
 import json
 import logging
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
 from station.errors import StationError
+from station.loop_thread import LoopThread
 from station.registry import Registry, RegistryError
 from station.registry.models import Home, ProvisioningJob
 
@@ -161,8 +161,7 @@ class BackendApi:
         self.bind_host = bind_host
         self._requested_port = port
         self._port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._lt = LoopThread("backend-api")
         self._runner: web.AppRunner | None = None
         self._db: ThreadPoolExecutor | None = None
 
@@ -170,7 +169,7 @@ class BackendApi:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._lt.running
 
     @property
     def port(self) -> int:
@@ -195,17 +194,12 @@ class BackendApi:
             return
         # One worker: registry calls are short, and SQLite has one writer anyway.
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backend-api-db")
-        started: Future[None] = Future()
-        self._thread = threading.Thread(
-            target=self._thread_main, args=(started,), name="backend-api", daemon=True
-        )
-        self._thread.start()
         try:
-            started.result(START_TIMEOUT_S)
-        except BaseException:
-            self._thread.join(STOP_TIMEOUT_S)
-            self._thread = None
+            self._lt.start(self._serve, START_TIMEOUT_S)
+        except BaseException as exc:
             self._shutdown_db()
+            if isinstance(exc, Exception):
+                raise self._start_error(exc) from exc
             raise
         log.info(
             "seed backend API on %s:%d (devices are told broker %s:%d)",
@@ -216,18 +210,9 @@ class BackendApi:
         )
 
     def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if thread is None:
+        if not self._lt.started:
             return
-        if loop is not None and self._runner is not None:
-            fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop)
-            try:
-                fut.result(STOP_TIMEOUT_S)
-            except Exception:
-                log.exception("backend API shutdown did not finish cleanly")
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(STOP_TIMEOUT_S)
-        self._thread = None
+        self._lt.stop(self._runner.cleanup if self._runner is not None else None, STOP_TIMEOUT_S)
         self._runner = None
         self._shutdown_db()
         log.info("seed backend API stopped")
@@ -249,24 +234,6 @@ class BackendApi:
             self._db.submit(lambda: db.is_closed() or db.close()).result(STOP_TIMEOUT_S)
         self._db.shutdown(wait=True)
         self._db = None
-
-    def _thread_main(self, started: Future[None]) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:
-            started.set_exception(self._start_error(exc))
-            loop.close()
-            self._loop = None
-            return
-        started.set_result(None)
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
-            self._loop = None
 
     async def _serve(self) -> None:
         app = web.Application(middlewares=[_json_errors], client_max_size=MAX_BODY_BYTES)
