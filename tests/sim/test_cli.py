@@ -145,22 +145,28 @@ class Station:
         return self.proc.returncode
 
 
-def _micropython_pids() -> set[int]:
+def _micropython_pids(air: Air) -> set[int]:
+    """MicroPython processes of this test's air only: other test runs on the same
+    machine may have their own devices running."""
+    mark = b"ESP32SIM_AIR=" + str(air.root.resolve()).encode()
     pids = set()
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
                 cmd = (d / "cmdline").read_bytes().split(b"\0")
+                if not any(c.endswith(b"micropython") for c in cmd[:2]):
+                    continue
+                env = (d / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if any(c.endswith(b"micropython") for c in cmd[:2]):
+            if mark in env:
                 pids.add(int(d.name))
     return pids
 
 
 def test_sim_device_runs_until_ctrl_c(tmp_path):
     air = Air(tmp_path / "air")
-    before = _micropython_pids()
+    before = _micropython_pids(air)
     st = Station(
         "sim-device",
         "--chip-id",
@@ -180,12 +186,12 @@ def test_sim_device_runs_until_ctrl_c(tmp_path):
     assert rc == 0, st.out
     assert air.setup_ap("A4CF12EF5678") is None
     assert "boot:" in (tmp_path / "dev.log").read_text()
-    wait_for(lambda: not (_micropython_pids() - before), 5)
+    wait_for(lambda: not (_micropython_pids(air) - before), 5)
 
 
 def test_sim_fleet_runs_until_ctrl_c_and_prints_the_aps(tmp_path):
     air = Air(tmp_path / "air")
-    before = _micropython_pids()
+    before = _micropython_pids(air)
     st = Station(
         "sim",
         "--devices",
@@ -213,7 +219,7 @@ def test_sim_fleet_runs_until_ctrl_c_and_prints_the_aps(tmp_path):
     out = st.out
     assert rc == 0, out
     assert air.setup_aps() == []
-    wait_for(lambda: not (_micropython_pids() - before), 5)
+    wait_for(lambda: not (_micropython_pids(air) - before), 5)
     assert "mypassword" not in out  # the home password is not echoed
 
 
