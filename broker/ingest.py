@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from station.registry.db import write_transaction
 from station.registry.tracking import DeviceUpdate, Observation, Tracker, parse_message
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class IngestWriter:
         updates: list[DeviceUpdate] = []
         try:
             parsed = [obs for obs in map(_parse, batch) if obs is not None]
-            with self.db.atomic():
+            with write_transaction(self.db):
                 updates = self.tracker.apply(parsed)
             self.batches += 1
         except Exception:

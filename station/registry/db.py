@@ -64,3 +64,13 @@ def describe(db: peewee.Database) -> str:
     if isinstance(db, peewee.SqliteDatabase):
         return f"sqlite:{db.database}"
     return f"{type(db).__name__}:{db.database}"
+
+
+def write_transaction(db: peewee.Database):
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN
+    (IMMEDIATE). A deferred transaction that reads first and then writes can fail at
+    once with "database is locked" when another thread committed in between (SQLite
+    does not wait there, busy_timeout or not); IMMEDIATE waits for the lock instead."""
+    if isinstance(db, peewee.SqliteDatabase):
+        return db.atomic(lock_type="IMMEDIATE")
+    return db.atomic()

@@ -15,6 +15,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 
 from station.errors import ConfigError
+from station.registry.db import write_transaction
 from station.registry.models import ALL_MODELS, Meta
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def _set_version(version: int) -> None:
 def migrate(db: peewee.Database, target: int | None = None) -> int:
     """Create or upgrade the schema; returns the version now in the database."""
     target = SCHEMA_VERSION if target is None else target
-    with db.bind_ctx(ALL_MODELS), db.atomic():
+    with db.bind_ctx(ALL_MODELS), write_transaction(db):
         current = schema_version(db)
         if current is None:
             db.create_tables(ALL_MODELS)

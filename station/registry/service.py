@@ -15,7 +15,7 @@ import peewee
 
 from station.errors import StationError
 from station.registry import credentials, naming
-from station.registry.db import database_proxy, describe, make_database
+from station.registry.db import database_proxy, describe, make_database, write_transaction
 from station.registry.migrations import migrate
 from station.registry.models import (
     Device,
@@ -91,7 +91,7 @@ class Registry:
         if not 1 <= len(wifi_ssid.encode("utf-8")) <= 32:
             raise RegistryError("the home WiFi SSID must be 1-32 bytes")
         try:
-            with self.db.atomic():
+            with write_transaction(self.db):
                 return Home.create(name=name, wifi_ssid=wifi_ssid)
         except peewee.IntegrityError as exc:
             raise RegistryError(f"a home named {name!r} already exists") from exc
@@ -122,7 +122,7 @@ class Registry:
         for _ in range(MAX_ALLOCATION_RETRIES):
             token = credentials.new_token()
             try:
-                with self.db.atomic():
+                with write_transaction(self.db):
                     node = naming.node_name(self.node_name_prefix, self._take_node_number())
                     device = Device.create(
                         node_name=node,
@@ -189,7 +189,7 @@ class Registry:
         return list(Device.select().order_by(Device.node_name))
 
     def remove_device(self, device: Device) -> None:
-        with self.db.atomic():
+        with write_transaction(self.db):
             Device.delete().where(Device.id == device.id).execute()
         log.info("registry: removed %s", device.node_name)
 

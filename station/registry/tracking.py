@@ -144,8 +144,15 @@ class Tracker:
             if obs.kind == "state":
                 state = clean_state(obs.payload)
                 if self._reading_due(dev_id, obs.ts):
-                    readings.append((dev_id, obs.ts, state.get("temperature"),
-                                     state.get("humidity"), state.get("rssi")))
+                    readings.append(
+                        (
+                            dev_id,
+                            obs.ts,
+                            state.get("temperature"),
+                            state.get("humidity"),
+                            state.get("rssi"),
+                        )
+                    )
                 latest[dev_id] = (node, obs.prefix, obs, state)
                 continue
             # Write the pending state first so updates stay in arrival order.
@@ -158,7 +165,9 @@ class Tracker:
         if readings:
             self._executemany(
                 "INSERT INTO reading (device_id, ts, temperature, humidity, rssi) "
-                "VALUES (?, ?, ?, ?, ?)", readings)
+                "VALUES (?, ?, ?, ?, ?)",
+                readings,
+            )
         return updates
 
     def _reading_due(self, dev_id: int, ts: dt.datetime) -> bool:
@@ -180,11 +189,22 @@ class Tracker:
         # A state message proves the device is up even if its `online` was missed.
         self._executemany(
             "UPDATE device SET last_state = ?, last_seen = ?, online = ? WHERE id = ?",
-            [(json.dumps(state, separators=(",", ":")), obs.ts, True, dev_id)
-             for dev_id, (_, _, obs, state) in latest.items()])
-        return [DeviceUpdate(node_name=node, topic_prefix=prefix, kind="state", online=True,
-                             last_seen=obs.ts, state=state)
-                for node, prefix, obs, state in latest.values()]
+            [
+                (json.dumps(state, separators=(",", ":")), obs.ts, True, dev_id)
+                for dev_id, (_, _, obs, state) in latest.items()
+            ],
+        )
+        return [
+            DeviceUpdate(
+                node_name=node,
+                topic_prefix=prefix,
+                kind="state",
+                online=True,
+                last_seen=obs.ts,
+                state=state,
+            )
+            for node, prefix, obs, state in latest.values()
+        ]
 
     def _apply_one(self, dev_id: int, obs: Observation) -> DeviceUpdate | None:
         dev = Device.get_by_id(dev_id)
