@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+import keyring
 import paho.mqtt.client as mqtt
 import pytest
+from keyring.backend import KeyringBackend
+from keyring.backends import fail
 from support import Client, wait_for
 
 from broker import EmbeddedBroker
@@ -90,3 +93,42 @@ def connect(broker) -> Iterator[Callable[..., Client]]:
 def station_client(broker, connect) -> Client:
     user, token = broker.station_credentials()
     return connect("station-test", user, token)
+
+
+class MemoryKeyring(KeyringBackend):
+    """An OS keyring stand-in: this machine has no Secret Service, so the real
+    `keyring` falls back to its fail backend."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service, username):
+        return self.items.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.items[(service, username)] = password
+
+    def delete_password(self, service, username):
+        self.items.pop((service, username), None)
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    """A working keyring for the test's duration."""
+    before = keyring.get_keyring()
+    ring = MemoryKeyring()
+    keyring.set_keyring(ring)
+    yield ring
+    keyring.set_keyring(before)
+
+
+@pytest.fixture
+def no_keyring() -> Iterator[None]:
+    """No secure store at all, as on a headless Linux box."""
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield
+    keyring.set_keyring(before)

@@ -6,9 +6,6 @@ import json
 import logging
 import threading
 
-import keyring
-import pytest
-from keyring.backend import KeyringBackend
 from PySide6.QtWidgets import QDialog
 
 from station import settings as settings_mod
@@ -16,32 +13,6 @@ from station.settings import Settings
 from station.ui.homes import HomeDialog, HomeSelector
 from station.ui.log_panel import LogPanel, QtLogHandler
 from station.ui.settings_dialog import SettingsDialog
-
-
-class MemoryKeyring(KeyringBackend):
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict = {}
-
-    def get_password(self, service, username):
-        return self.items.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.items[(service, username)] = password
-
-    def delete_password(self, service, username):
-        self.items.pop((service, username), None)
-
-
-@pytest.fixture
-def memory_keyring():
-    before = keyring.get_keyring()
-    ring = MemoryKeyring()
-    keyring.set_keyring(ring)
-    yield ring
-    keyring.set_keyring(before)
 
 
 def test_log_panel_gets_records_from_other_threads_and_filters(qtbot):
@@ -52,8 +23,7 @@ def test_log_panel_gets_records_from_other_threads_and_filters(qtbot):
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
     try:
-        t = threading.Thread(target=lambda: [logger.info("from a worker %d", i)
-                                             for i in range(50)])
+        t = threading.Thread(target=lambda: [logger.info("from a worker %d", i) for i in range(50)])
         t.start()
         t.join()
         logger.debug("hidden at Info")
@@ -84,8 +54,7 @@ def test_add_home_puts_password_in_keyring(qtbot, empty_runtime, memory_keyring)
     assert dialog.result() == QDialog.DialogCode.Accepted
     selector.reload(select=dialog.home.id)
     home, password = selector.selected()
-    assert (home.name, home.wifi_ssid, password) == ("Smith", "My Home WiFi",
-                                                     "correct horse 42")
+    assert (home.name, home.wifi_ssid, password) == ("Smith", "My Home WiFi", "correct horse 42")
     assert list(memory_keyring.items.values()) == ["correct horse 42"]
     assert "Smith" in selector.combo.currentText()
 
@@ -108,8 +77,9 @@ def test_settings_dialog_saves_and_applies(qtbot, tmp_path):
 
 def test_settings_dialog_refuses_bad_values(qtbot, tmp_path, monkeypatch):
     warnings = []
-    monkeypatch.setattr("station.ui.settings_dialog.QMessageBox.warning",
-                        lambda *a: warnings.append(a[2]))
+    monkeypatch.setattr(
+        "station.ui.settings_dialog.QMessageBox.warning", lambda *a: warnings.append(a[2])
+    )
     settings = Settings()
     dialog = SettingsDialog(settings, save_path=tmp_path / "s.json")
     qtbot.addWidget(dialog)
