@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
-import tempfile
 import threading
-from pathlib import Path
 
-from station.cli.common import load_settings, open_registry
+from station.cli.common import load_settings
 from station.cli.homes_cmd import check_wifi_password, read_password
 from station.errors import StationError
-from station.provisioning import BulkQueue, Progress, Station
+from station.provisioning import BulkQueue, Progress
 from station.registry import Home, Registry
 from station.secrets import SecretStore
-from station.settings import Settings, data_dir
 
 log = logging.getLogger("station.provision")
 
@@ -144,77 +140,37 @@ def resolve_home(
     return home, password
 
 
-def advertise_host(settings: Settings) -> str:
-    if settings.broker.advertise_host:
-        return settings.broker.advertise_host
-    from station.netinfo import lan_address
-
-    return lan_address()
-
-
 def run(args: argparse.Namespace) -> int:
-    from broker import EmbeddedBroker
+    from station.runtime import StationRuntime
     from station.wifi.guard import recover
-    from station.wifi.journal import Journal
-    from station.wifi.select import select_backend
 
     settings = load_settings(args)
+    if args.wifi:
+        settings.provisioning.wifi_backend = args.wifi
     password = read_password(True) if args.password_stdin else None
-    demo = None
-    tmp = None
     if args.demo:
-        from station.sim.demo import DemoWorld
-
-        tmp = tempfile.mkdtemp(prefix="station-demo-")
-        if not args.db:
-            args.db = os.path.join(tmp, "registry.sqlite3")  # a demo never touches the real one
-        settings.broker.bind_host, settings.broker.port = "127.0.0.1", 0
-    registry = open_registry(args, settings)
-    broker = EmbeddedBroker(
-        registry, settings.broker, reading_min_interval_s=settings.registry.reading_min_interval_s
+        print(
+            f"Starting {args.demo} simulated devices (real firmware, MicroPython unix port)...",
+            flush=True,
+        )
+    rt = StationRuntime.start(
+        settings, db=args.db, demo_devices=args.demo or 0, demo_switch_delay=args.switch_delay
     )
-    broker.start()
     cancel_requested = threading.Event()
     try:
-        if args.demo:
-            demo = DemoWorld(
-                args.demo,
-                broker.port,
-                root=os.path.join(tmp, "site"),
-                switch_delay=args.switch_delay,
-            )
-            print(
-                f"Starting {args.demo} simulated devices (real firmware, MicroPython unix port)...",
-                flush=True,
-            )
-            demo.start()
-            wifi = demo.wifi()
+        if rt.demo is not None:
             args.home = args.home or "Demo home"
-            args.ssid = args.ssid or demo.home_ssid
-            password = demo.home_password if password is None else password
-            host, port = demo.broker_address
-            reason = "simulated air of the demo"
+            args.ssid = args.ssid or rt.demo.home_ssid
+            password = rt.demo.home_password if password is None else password
         else:
-            sel = select_backend(
-                args.wifi
-                or (
-                    None
-                    if settings.provisioning.wifi_backend == "auto"
-                    else settings.provisioning.wifi_backend
-                )
-            )
-            wifi = sel.create(confirm=_terminal_confirm)
-            host, port = advertise_host(settings), broker.port
-            reason = sel.reason
-        print(f"WiFi: {wifi.name} ({reason})", flush=True)
-        journal = Journal(Path(tmp or data_dir()) / "wifi-journal.json")
-        report = recover(wifi, journal)
+            rt.choose_wifi(confirm=_terminal_confirm)
+        print(f"WiFi: {rt.wifi.name} ({rt.wifi_reason})", flush=True)
+        report = recover(rt.wifi, rt.journal())
         if str(report):
             log.info("%s", report)
-        store = SecretStore()
-        home, password = resolve_home(args, registry, store, password)
-        station = Station(registry, broker, wifi, settings.provisioning, host, port, journal)
-        queue = BulkQueue(station, ProgressPrinter())
+        registry = rt.registry
+        home, password = resolve_home(args, registry, rt.secrets, password)
+        queue = BulkQueue(rt.provisioning_station(), ProgressPrinter())
 
         def on_signal(*_a: object) -> None:
             if cancel_requested.is_set():
@@ -257,14 +213,7 @@ def run(args: argparse.Namespace) -> int:
             return 130
         return 0 if ok and summary.ok else 1
     finally:
-        if demo is not None:
-            demo.stop()
-        broker.stop()
-        registry.close()
-        if tmp:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
+        rt.stop()
 
 
 def _terminal_confirm(instruction) -> bool:
