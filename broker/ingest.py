@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 
@@ -45,22 +44,16 @@ class IngestWriter:
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._done_cond = threading.Condition()
-        # Single writer each: `queued` on the broker thread, `done` here.
-        self.queued = 0
-        self.done = 0
         self.batches = 0
         self.errors = 0
 
     # -- called from the broker loop: O(1), never blocks -------------------------------
 
     def put(self, obs: Observation) -> None:
-        self.queued += 1
         self._queue.append(obs)
 
     def put_message(self, topic: str, payload: bytes, ts: float) -> None:
         """A routed MQTT message, parsed later in this thread."""
-        self.queued += 1
         self._queue.append((topic, payload, ts))
 
     # -- listeners and lifecycle ---------------------------------------------------------
@@ -84,18 +77,6 @@ class IngestWriter:
         self._stop.set()
         self._thread.join(timeout)
         self._thread = None
-
-    def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Block until everything queued so far is committed and announced."""
-        target = self.queued
-        deadline = time.monotonic() + timeout
-        with self._done_cond:
-            while self.done < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._done_cond.wait(remaining)
-        return True
 
     def _run(self) -> None:
         self.db.connect(reuse_if_open=True)
@@ -133,6 +114,3 @@ class IngestWriter:
                     listener(update)
                 except Exception:
                     log.exception("device listener failed")
-        with self._done_cond:
-            self.done += len(batch)
-            self._done_cond.notify_all()

@@ -246,9 +246,6 @@ class EmbeddedBroker:
     def on_connection_count(self, callback: Callable[[int], None]) -> None:
         self.hub.on_connection_change = callback
 
-    def wait_ingested(self, timeout: float = 5.0) -> bool:
-        return self.ingest.wait_idle(timeout)
-
     # -- publishing --------------------------------------------------------------------
 
     def publish(
