@@ -296,6 +296,38 @@ class Air:
         self.set_laptop(lap)
         return lap
 
+    def move_laptop(self, ssid: str, passphrase: str | None = None) -> Laptop:
+        """The person joins `ssid` in the OS's WiFi settings (the manual flow on the
+        simulated air): a device's setup AP or a home network. A setup AP checks the
+        passphrase when one is given, as its WPA2 join would; home networks are saved
+        in the OS (no password asked). Raises LookupError / PermissionError."""
+        ap = self.find_setup_ap(ssid=ssid)
+        if ap is None:
+            return self.place_laptop(ssid)
+        if passphrase is not None and passphrase != ap.passphrase:
+            raise PermissionError(f"wrong passphrase for {ssid!r}")
+        lap = replace(self.laptop(), ssid=ap.ssid, bssid=ap.bssid.lower(), profile=None)
+        self.set_laptop(lap)
+        return lap
+
+    def laptop_gateway(self) -> tuple[str, int | None] | None:
+        """Where the laptop's default gateway answers, as (host, port): on a setup AP the
+        device's loopback API (its 192.168.4.1:80); on a home network its router
+        (`ip_prefix` + "1", port None: no device answers there); None on no network."""
+        lap = self.laptop()
+        if lap.ssid is None:
+            return None
+        ap = self.find_setup_ap(ssid=lap.ssid, bssid=lap.bssid)
+        if ap is not None:
+            if not ap.api:
+                return None  # the AP is up, its DHCP/API not yet
+            host, _, port = ap.api.rpartition(":")
+            return host, int(port)
+        net = self.home_network(lap.ssid)
+        if net is not None:
+            return net.ip_prefix + "1", None
+        return None  # the network went off the air (a device that rebooted)
+
     # --- per-device controls and observations -------------------------------------
 
     def device_dir(self, chip_id: str) -> Path:

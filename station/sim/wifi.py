@@ -245,6 +245,29 @@ class SimulatedBackend(WifiBackend):
         self.air.set_laptop(replace(lap, **changes))
 
 
+# A home network's router on the simulated air stands in as this loopback address: port 9
+# (discard) is privileged, so no test process listens there and a probe is refused at
+# once. Traffic never leaves 127.0.0.1, and no device answers there, as on a real router.
+ROUTER_STAND_IN = DeviceAddress("127.0.0.1", 9)
+
+
+class AirGatewayLookup:
+    """The manual backend's gateway lookup on a simulated site: where the simulated laptop
+    is (`laptop.json`, moved by the person with `Air.move_laptop`) says what its gateway
+    is, as the OS's routing table does on a real laptop."""
+
+    def __init__(self, air: Air | str | os.PathLike[str]) -> None:
+        self.air = air if isinstance(air, Air) else Air(air)
+
+    def __call__(self) -> DeviceAddress | None:
+        gw = self.air.laptop_gateway()
+        if gw is None or gw[1] is None:
+            # A home network's router, or no network: no device API. Never None, which
+            # would send the manual backend to the real 192.168.4.1.
+            return ROUTER_STAND_IN
+        return DeviceAddress(gw[0], gw[1])
+
+
 def _wrong(ssid: str) -> WrongPassphrase:
     return WrongPassphrase(
         f"The device network '{ssid}' rejected the WiFi password. Check the device's "
