@@ -97,6 +97,20 @@ class BrokerHub:
         except TimeoutError:
             log.warning("previous connection of %s did not close in time", session.client_id)
 
+    async def close_client(self, client_id: str, timeout: float = TAKEOVER_TIMEOUT_S) -> bool:
+        """Close a live connection (a removed device's) and wait until amqtt has let it
+        go, its will included. Returns False if it had none."""
+        live = self.live.get(client_id)
+        if live is None or live.handler is None:
+            return False
+        log.info("closing the connection of %s", client_id)
+        await live.handler.handle_connection_closed()
+        try:
+            await asyncio.wait_for(live.gone.wait(), timeout)
+        except TimeoutError:
+            log.warning("connection of %s did not close in time", client_id)
+        return True
+
     def _drop_ghost_later(self, session: Session) -> None:
         # amqtt keeps a refused client's session in broker.sessions forever (one per
         # random client id); remove it once amqtt has sent the CONNACK and closed.

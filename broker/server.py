@@ -26,6 +26,7 @@ from broker.hub import BrokerHub
 from broker.ingest import IngestWriter, Listener
 from broker.plugins import HUBS, plugin_config
 from broker.station_broker import StationBroker
+from station import commands
 from station.errors import StationError
 from station.loop_thread import LoopThread
 from station.registry.credentials import new_token
@@ -233,9 +234,13 @@ class EmbeddedBroker:
         if cred is not None:
             self.access.upsert(cred)
 
-    def device_removed(self, device: Device) -> None:
+    def device_removed(self, device: Device, timeout: float = 5.0) -> None:
+        """Revoke the device's login and close its connection, if it has one: a removed
+        device must not go on publishing with a token that was valid when it connected."""
         self.access.remove(device.mqtt_username)
         self.tracker.forget(device.topic_prefix)
+        if self._lt.loop is not None and self._amqtt is not None:
+            self._lt.call(self.hub.close_client(device.mqtt_username), timeout)
 
     def add_listener(self, listener: Listener) -> None:
         self.ingest.add_listener(listener)
@@ -258,9 +263,7 @@ class EmbeddedBroker:
         timeout: float = 5.0,
     ) -> None:
         """Publish as the broker itself (thread-safe)."""
-        if self._lt.loop is None or self._amqtt is None:
-            raise StationError("the MQTT broker is not running")
-        broker = self._amqtt
+        broker = self._running_amqtt()
 
         async def _publish() -> None:
             await broker.internal_message_broadcast(topic, payload, qos)
@@ -270,8 +273,47 @@ class EmbeddedBroker:
         self._lt.call(_publish(), timeout)
 
     def send_command(self, device: Device, command: dict[str, Any]) -> None:
-        """PROTOCOL.md section 2: `<prefix>/cmd` with {"cmd": ..., ...}."""
-        if not isinstance(command.get("cmd"), str):
-            raise StationError("a device command needs a 'cmd' name")
-        self.publish(f"{device.topic_prefix}/cmd", json.dumps(command).encode())
-        self.registry.log_event(device, "command", f"sent {command['cmd']}", command)
+        """PROTOCOL.md section 2: `<prefix>/cmd` with {"cmd": ..., ...}, checked against
+        the command table first (station/commands.py): what the firmware would refuse
+        is never published. Raises CommandError."""
+        doc = commands.check(command)
+        self.publish(f"{device.topic_prefix}/cmd", json.dumps(doc).encode())
+        self.registry.log_event(device, "command", f"sent {doc['cmd']}", doc)
+
+    def retained_topics(self, topic_filter: str, timeout: float = 5.0) -> list[str]:
+        """Topics holding a retained message that match `topic_filter` (MQTT wildcards)."""
+        broker = self._running_amqtt()
+
+        async def _list() -> list[str]:
+            return sorted(
+                t
+                for t, r in broker._retained_messages.items()
+                if r.data and broker._matches(t, topic_filter)
+            )
+
+        return self._lt.call(_list(), timeout)
+
+    def clear_retained(self, topics: list[str], timeout: float = 5.0) -> list[str]:
+        """Clear the retained message of each topic that holds one; returns those topics.
+
+        Subscribers get the empty payload (MQTT-3.3.1-10: a zero-byte retained publish
+        clears the topic; Home Assistant removes a discovered entity on an empty config
+        document), and nothing is replayed to later subscribers. amqtt 0.12.1 keeps a
+        cleared topic as an empty entry, so it is removed from the store here.
+        """
+        broker = self._running_amqtt()
+
+        async def _clear() -> list[str]:
+            held = broker._retained_messages
+            cleared = [t for t in topics if t in held and held[t].data]
+            for topic in cleared:
+                await broker.internal_message_broadcast(topic, b"", 1)
+                held.pop(topic, None)
+            return cleared
+
+        return self._lt.call(_clear(), timeout)
+
+    def _running_amqtt(self) -> StationBroker:
+        if self._lt.loop is None or self._amqtt is None:
+            raise StationError("the MQTT broker is not running")
+        return self._amqtt
