@@ -1,10 +1,12 @@
 """Fixtures shared by every part: a real SQLite registry, the real embedded broker on
-loopback, and real MQTT clients (paho) to talk to it."""
+loopback, real MQTT clients (paho) to talk to it, and the firmware build every
+simulated device runs."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import keyring
 import paho.mqtt.client as mqtt
@@ -16,6 +18,15 @@ from support import Client, wait_for
 from broker import EmbeddedBroker
 from station.registry import Registry
 from station.settings import BrokerSettings
+from station.sim import firmware
+
+
+@pytest.fixture(scope="session")
+def firmware_dir(tmp_path_factory) -> Path:
+    """The host build (.mpy) every simulated device runs, compiled once per session."""
+    out = tmp_path_factory.mktemp("firmware") / "build"
+    firmware.build(out, board="host")
+    return out
 
 
 @pytest.fixture

@@ -9,6 +9,13 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
+from station.sim.demo import FAST_TIMING
+
+# The fast firmware timings every test uses: one definition (station/sim/demo.py,
+# also what the demo runs with STATION_DEMO_TIMING=fast); a copy, so no test can
+# change it for the next.
+FAST: dict[str, int] = dict(FAST_TIMING)
+
 
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.02):
     """Poll until predicate() is truthy; return its value or fail with the timeout."""

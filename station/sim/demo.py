@@ -4,11 +4,16 @@ Used by `station provision --demo N`, the GUI's demo mode and the end-to-end tes
 Devices are told the seed's broker address (192.168.29.91:1883); the home network
 in the air maps it to the station's broker on loopback, so every byte stays on
 127.0.0.1 while the flow is exactly the real one.
+
+`STATION_DEMO_TIMING=fast` runs the demo's firmware with FAST_TIMING (every wait
+shrunk): for tests and the screenshot script that start the station through its
+real entry point and cannot pass timings in. Anything else, or unset, is DEMO_TIMING.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -46,6 +51,14 @@ FAST_TIMING: dict[str, int] = {
 }
 
 
+TIMING_ENV = "STATION_DEMO_TIMING"
+
+
+def default_timing() -> dict[str, int]:
+    """The demo's firmware timings: DEMO_TIMING, or FAST_TIMING if the env asks."""
+    return dict(FAST_TIMING if os.environ.get(TIMING_ENV) == "fast" else DEMO_TIMING)
+
+
 class DemoWorld:
     def __init__(
         self,
@@ -62,7 +75,7 @@ class DemoWorld:
         self.count = devices
         self.station_broker_port = station_broker_port
         self.switch_delay = switch_delay
-        self.timing = dict(DEMO_TIMING if timing is None else timing)
+        self.timing = default_timing() if timing is None else dict(timing)
         self.chip_ids = fleet_chip_ids(devices, seed)
         self.air = Air(self.root / "air")
         self.fleet: Fleet | None = None
@@ -86,8 +99,7 @@ class DemoWorld:
         target = f"127.0.0.1:{self.station_broker_port}"
         broker = f"{BROKER_HOST}:{BROKER_PORT}"
         # The broker is on the laptop: devices reach it only while the laptop is home.
-        self.air.add_home_network(HOME_SSID, HOME_PASSWORD, reach={broker: target},
-                                  laptop=[broker])
+        self.air.add_home_network(HOME_SSID, HOME_PASSWORD, reach={broker: target}, laptop=[broker])
         self.air.place_laptop(HOME_SSID)
         self.fleet = Fleet(self.air, build_dir, self.chip_ids, timing=self.timing)
         self.fleet.start()

@@ -19,9 +19,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
-from typing import IO
+from queue import SimpleQueue
+from typing import IO, Any
 
 from station.errors import StationError
 from station.sim.air import Air, SetupAP
@@ -87,16 +89,66 @@ def check_timing(timing: Mapping[str, int]) -> dict[str, int]:
     return dict(timing)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    # Linux: if the launcher dies (even by SIGKILL) its devices go too, instead
-    # of serving stale APs forever. PR_SET_PDEATHSIG = 1.
-    _prctl(1, signal.SIGTERM)
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    def preexec() -> None:  # pragma: no cover - runs in the child before exec
+        # Linux: if the launcher dies (even by SIGKILL) its devices go too, instead
+        # of serving stale APs forever. PR_SET_PDEATHSIG = 1.
+        _prctl(1, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the launcher died before the prctl took hold
+            os._exit(1)
+
+    return preexec
 
 
 try:
     _prctl = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None
 except (OSError, AttributeError):  # pragma: no cover
     _prctl = None
+
+
+_Request = tuple[Future[subprocess.Popen[bytes]], dict[str, Any]]
+
+
+class _Spawner:
+    """Every device process is forked by ONE thread that lives as long as this process.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the
+    process (prctl(2): "the parent thread"). Devices are started from short-lived
+    threads (the GUI's `station-start`, a test's worker) and rebooted from a fleet's
+    supervisor thread; forked there, they were killed the moment that thread ended.
+    Callers hand their Popen arguments to this thread and wait for the result, so a
+    device dies only with the process, which still takes them all down (SIGKILL too).
+    """
+
+    def __init__(self) -> None:
+        self._requests: SimpleQueue[_Request] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def popen(self, cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        if not _prctl:
+            return subprocess.Popen(cmd, **kw)
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():  # first use, or a forked copy
+                self._pid = os.getpid()
+                # Daemon: it must not keep the interpreter alive; it lives until exit.
+                self._thread = threading.Thread(target=self._serve, name="sim-spawner", daemon=True)
+                self._thread.start()
+        done: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((done, {**kw, "args": cmd}))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            done, kw = self._requests.get()
+            try:
+                done.set_result(subprocess.Popen(preexec_fn=_die_with_parent(os.getpid()), **kw))
+            except BaseException as exc:  # the caller re-raises it
+                done.set_exception(exc)
+
+
+_spawner = _Spawner()
 
 
 class SimDevice:
@@ -161,14 +213,13 @@ class SimDevice:
         if self._log_file is None and not self.echo:
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the device
         cmd = [self.micropython, "-X", f"heapsize={self.heap}", str(self.firmware_dir / "main.py")]
-        self.proc = subprocess.Popen(
+        self.proc = _spawner.popen(
             cmd,
             cwd=self.flash_dir,
             env=self._env(),
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if _prctl else None,
             # Own process group: Ctrl-C reaches the launcher only, which then stops
             # every device in order (SIGTERM) instead of racing their exits.
             process_group=0,

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import pytest
 import requests
@@ -31,8 +27,8 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def device(air, sim_firmware, fast):
-    d = SimDevice(air, "A4CF12EF5678", sim_firmware, timing=fast)
+def device(air, firmware_dir, fast):
+    d = SimDevice(air, "A4CF12EF5678", firmware_dir, timing=fast)
     d.start()
     yield d
     d.stop()
@@ -81,9 +77,9 @@ def test_stop_is_orderly(device, air):
     assert device.exit_codes == [-signal.SIGTERM]
 
 
-def test_the_device_gets_no_station_environment(air, sim_firmware, monkeypatch):
+def test_the_device_gets_no_station_environment(air, firmware_dir, monkeypatch):
     monkeypatch.setenv("STATION_BROKER_TOKEN", "do-not-leak")
-    d = SimDevice(air, "A4CF12EF5678", sim_firmware)
+    d = SimDevice(air, "A4CF12EF5678", firmware_dir)
     env = d._env()
     assert "STATION_BROKER_TOKEN" not in env
     assert set(env) <= {"PATH", "MICROPYPATH"} | {k for k in env if k.startswith("ESP32SIM_")}
@@ -92,17 +88,17 @@ def test_the_device_gets_no_station_environment(air, sim_firmware, monkeypatch):
 @pytest.mark.parametrize(
     "chip", ["", "A4CF12EF567", "A4CF12EF56789", "G4CF12EF5678", "A4:CF:12:EF:56:78"]
 )
-def test_bad_chip_ids_are_refused(air, sim_firmware, chip):
+def test_bad_chip_ids_are_refused(air, firmware_dir, chip):
     with pytest.raises(SimError):
-        SimDevice(air, chip, sim_firmware)
+        SimDevice(air, chip, firmware_dir)
 
 
 @pytest.mark.parametrize(
     "timing", [{"nonsense_s": 1}, {"fallback_s": -1}, {"retry_s": "5"}, {"trial_s": True}]
 )
-def test_bad_timings_are_refused(air, sim_firmware, timing):
+def test_bad_timings_are_refused(air, firmware_dir, timing):
     with pytest.raises(SimError):
-        SimDevice(air, "A4CF12EF5678", sim_firmware, timing=timing)
+        SimDevice(air, "A4CF12EF5678", firmware_dir, timing=timing)
 
 
 def test_a_folder_without_a_build_is_refused(air, tmp_path):
@@ -131,9 +127,9 @@ def test_fleet_chip_ids_are_stable_and_distinct():
     assert all(i.startswith("A4CF12") and len(i) == 12 for i in ids)
 
 
-def test_fleet_runs_distinct_devices_and_stops_them_all(air, sim_firmware, fast):
+def test_fleet_runs_distinct_devices_and_stops_them_all(air, firmware_dir, fast):
     chips = fleet_chip_ids(3)
-    with Fleet(air, sim_firmware, chips, timing=fast) as fleet:
+    with Fleet(air, firmware_dir, chips, timing=fast) as fleet:
         aps = [air.wait_for_setup_ap(c) for c in chips]
         assert len({a.ssid for a in aps}) == 3 and len({a.api for a in aps}) == 3
         pids = [d.pid for d in fleet.devices]
@@ -144,36 +140,6 @@ def test_fleet_runs_distinct_devices_and_stops_them_all(air, sim_firmware, fast)
     assert air.setup_aps() == []
 
 
-def test_fleet_refuses_clashing_ap_names(air, sim_firmware):
+def test_fleet_refuses_clashing_ap_names(air, firmware_dir):
     with pytest.raises(ValueError, match="last 6 digits"):
-        Fleet(air, sim_firmware, ["A4CF12000001", "B4CF12000001"])
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
-def test_devices_die_with_a_killed_launcher(air, sim_firmware, tmp_path):
-    # Even a SIGKILLed launcher must not leave devices serving stale APs.
-    script = tmp_path / "launcher.py"
-    script.write_text(
-        textwrap.dedent(f"""
-        import time
-        from station.sim.air import Air
-        from station.sim.device import SimDevice
-        d = SimDevice(Air({str(air.root)!r}), "A4CF12EF5678", {str(sim_firmware)!r},
-                      timing={{"button_window_ms": 0}})
-        d.start()
-        print(d.pid, flush=True)
-        time.sleep(60)
-    """)
-    )
-    launcher = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    try:
-        child = int(launcher.stdout.readline())
-        air.wait_for_setup_ap("A4CF12EF5678")
-        launcher.kill()
-        launcher.wait(5)
-        wait_for(lambda: not _alive(child), 5)
-    finally:
-        launcher.kill()
-        launcher.wait()
-        launcher.stdout.close()
-    time.sleep(0.1)
+        Fleet(air, firmware_dir, ["A4CF12000001", "B4CF12000001"])
