@@ -25,9 +25,10 @@ import peewee
 
 from station.errors import StationError
 from station.provisioning.events import Listener, Progress
-from station.provisioning.steps import PROGRESS, Status, Step
+from station.provisioning.steps import PROGRESS
 from station.registry import Device, Home, ProvisioningJob, Registry
 from station.registry.models import utcnow
+from station.registry.status import Status, Step
 from station.settings import ProvisioningSettings
 from station.wifi.base import Link, WifiBackend
 from station.wifi.errors import Cancelled, WifiError
@@ -128,9 +129,9 @@ class Provisioner:
     ) -> None:
         pct = PROGRESS[step][0] if progress is None else progress
         fields: dict[str, Any] = {
-            "step": str(step),
+            "step": step,
             "progress": pct,
-            "status": str(status),
+            "status": status,
             "error": error,
             "timings": dict(ticket.timings),
         }
@@ -175,7 +176,9 @@ class Provisioner:
             raise ProvisioningError(
                 f"Cannot reach the device registry ({self.station.registry.location}): "
                 f"{exc}. Check the database setting (--db) and that the disk is writable; "
-                "nothing was changed.", Step.PREPARE) from exc
+                "nothing was changed.",
+                Step.PREPARE,
+            ) from exc
         self.station.broker.device_registered(issued.device)
         ticket = Ticket(issued.job, issued.device, issued.token, target)
         ticket.timings[Step.PREPARE] = round(time.monotonic() - started, 3)
@@ -184,6 +187,33 @@ class Provisioner:
             Step.PREPARE,
             Status.REGISTERED,
             f"registered as {issued.device.node_name}",
+            progress=40,
+        )
+        return ticket
+
+    def reuse(self, device: Device, target: SetupTarget, home: Home | None) -> Ticket:
+        """Step 1 for a device already in the registry (a rerun, or re-provisioning):
+        its job is reopened or a new one opened, over `target`, with a fresh token;
+        node name and topic prefix stay (20 -> 40 %)."""
+        started = time.monotonic()
+        try:
+            job = self.station.registry.reprovision(
+                device, home=home, ap_ssid=target.ssid, ap_bssid=target.bssid
+            )
+        except peewee.DatabaseError as exc:
+            raise ProvisioningError(
+                f"Cannot reach the device registry ({self.station.registry.location}): "
+                f"{exc}. Check the database setting (--db) and that the disk is writable; "
+                "nothing was changed.",
+                Step.PREPARE,
+            ) from exc
+        ticket = self.resume(job)
+        ticket.timings[Step.PREPARE] = round(time.monotonic() - started, 3)
+        self._report(
+            ticket,
+            Step.PREPARE,
+            Status.REGISTERED,
+            f"already registered as {device.node_name}: configuring it again",
             progress=40,
         )
         return ticket
@@ -230,6 +260,13 @@ class Provisioner:
         """
         s = self.station
         ap = ticket.target.ssid
+        if not ap:
+            raise self._fail(
+                ticket,
+                Step.CONNECT,
+                f"The setup network of {ticket.device.node_name} is not known yet: put the "
+                "device in setup mode, scan, and provision it from the scan.",
+            )
         self._report(ticket, Step.CONNECT, Status.RUNNING, f"joining {ap}")
         started = time.monotonic()
         try:

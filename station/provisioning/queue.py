@@ -16,8 +16,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import peewee
-
 from station.provisioning.events import Listener
 from station.provisioning.flow import (
     Provisioner,
@@ -27,14 +25,12 @@ from station.provisioning.flow import (
     Ticket,
     is_setup_ap,
 )
-from station.provisioning.steps import OPEN, Status, Step
-from station.registry import Home, ProvisioningJob
+from station.registry import Device, Home, ProvisioningJob
+from station.registry.status import OPEN, TO_CONFIGURE, Status, Step
 from station.wifi.errors import Cancelled
 from station.wifi.guard import Excursion
 
 log = logging.getLogger(__name__)
-
-TO_CONFIGURE = (Status.QUEUED, Status.REGISTERED, Status.RUNNING)
 
 
 @dataclass
@@ -74,40 +70,100 @@ class BulkQueue:
     def add(
         self, targets: list[SetupTarget], home: Home | None, names: dict[str, str] | None = None
     ) -> list[ProvisioningJob]:
-        """Step 1 for each new target; a target with an open job is not added again."""
+        """Step 1 for each target; returns its job.
+
+        - A target with an open job is not added again. If that job was `waiting` in an
+          earlier run (no ticket here), the device is back in setup mode, having given up
+          on the broker: it is configured again.
+        - A target that belongs to a registered device (chip id suffix, or the BSSID/SSID
+          of one of its jobs) reuses that device: same node name and topic prefix, a
+          fresh token, its job reopened or a new one (`Registry.reprovision`).
+        - Anything else is registered as a new device.
+        """
         jobs = []
-        position = self._next_position()
+        registry = self.station.registry
         for target in targets:
-            existing = self._open_job_for(target)
+            existing = registry.open_job_for_ap(target.ssid, target.bssid)
             if existing is not None:
-                log.info("%s is already queued as %s", target.ssid, existing.device.node_name)
+                if (
+                    existing.status == Status.WAITING
+                    and existing.provisioning_id not in self._tickets
+                ):
+                    log.info(
+                        "%s was waiting for %s and is in setup mode again: configuring it again",
+                        target.ssid,
+                        existing.device.node_name,
+                    )
+                    registry.update_job(
+                        existing,
+                        status=Status.REGISTERED,
+                        step=Step.PREPARE,
+                        progress=40,
+                        error=None,
+                    )
+                else:
+                    log.info("%s is already queued as %s", target.ssid, existing.device.node_name)
                 jobs.append(existing)
                 continue
-            ticket = self.provisioner.prepare(target, home, (names or {}).get(target.ssid, ""))
-            self.station.registry.update_job(ticket.job, queue_position=position)
-            position += 1
+            device = registry.device_for_ap(target.ssid, target.bssid, target.chip_suffix)
+            if device is not None:
+                ticket = self.provisioner.reuse(device, target, home)
+            else:
+                name = (names or {}).get(target.ssid, "")
+                ticket = self.provisioner.prepare(target, home, name)
+                registry.update_job(ticket.job, queue_position=registry.next_queue_position())
             self._tickets[ticket.pid] = ticket
             jobs.append(ticket.job)
         return jobs
 
-    def _next_position(self) -> int:
-        top = ProvisioningJob.select(peewee.fn.MAX(ProvisioningJob.queue_position)).scalar()
-        return (top or 0) + 1
-
-    def _open_job_for(self, target: SetupTarget) -> ProvisioningJob | None:
-        query = ProvisioningJob.select().where(ProvisioningJob.status.in_([str(s) for s in OPEN]))
-        if target.bssid:
-            query = query.where(ProvisioningJob.ap_bssid == target.bssid)
-        else:
-            query = query.where(ProvisioningJob.ap_ssid == target.ssid)
-        return query.first()
-
     def jobs(self, statuses: tuple[Status, ...] = OPEN) -> list[ProvisioningJob]:
-        return list(
-            ProvisioningJob.select()
-            .where(ProvisioningJob.status.in_([str(s) for s in statuses]))
-            .order_by(ProvisioningJob.queue_position, ProvisioningJob.id)
-        )
+        return self.station.registry.jobs(statuses)
+
+    def reprovision(
+        self, device: Device, home: Home | None, timeout: float, poll: float = 1.0
+    ) -> tuple[ProvisioningJob, SetupTarget | None]:
+        """Open a job that configures `device` again and wait for its setup AP.
+
+        A running device shows no setup AP: it must be put in setup mode first (factory
+        reset), so scans repeat for up to `timeout` seconds (or until cancelled). Found,
+        the AP is added to the job and `run()` configures it; not found, the job fails
+        with what to do.
+        """
+        registry = self.station.registry
+        job = registry.reprovision(device, home=home)
+        target = self.wait_for_setup_ap(device, timeout, poll)
+        if target is None:
+            registry.update_job(
+                job,
+                status=Status.FAILED,
+                step=Step.CONNECT,
+                error=(
+                    "stopped waiting for its setup network (cancelled)"
+                    if self.cancel_event.is_set()
+                    else f"its setup network did not appear within {timeout:.0f} s. Put "
+                    "the device in setup mode (factory reset: hold BOOT for 5 s while "
+                    "powering it on), then re-provision it again."
+                ),
+            )
+            return job, None
+        self.add([target], home)
+        return registry.job(job.provisioning_id) or job, target
+
+    def wait_for_setup_ap(
+        self, device: Device, timeout: float, poll: float = 1.0
+    ) -> SetupTarget | None:
+        """Scan until a setup AP that belongs to `device` is in range (None: timeout or
+        cancel)."""
+        registry = self.station.registry
+        deadline = time.monotonic() + timeout
+        while True:
+            for target in self.scan():
+                found = registry.device_for_ap(target.ssid, target.bssid, target.chip_suffix)
+                if found is not None and found.id == device.id:
+                    return target
+            if self.cancel_event.is_set() or time.monotonic() >= deadline:
+                return None
+            self.cancel_event.wait(min(poll, max(0.0, deadline - time.monotonic())))
 
     # -- controls (thread-safe: the GUI calls them while run() works) ---------------------
 
@@ -121,8 +177,8 @@ class BulkQueue:
 
     def skip(self, provisioning_id: str) -> None:
         job = self.station.registry.job(provisioning_id)
-        if job is not None and job.status in [str(s) for s in (*TO_CONFIGURE, Status.FAILED)]:
-            self.station.registry.update_job(job, status=str(Status.SKIPPED))
+        if job is not None and job.status in (*TO_CONFIGURE, Status.FAILED):
+            self.station.registry.update_job(job, status=Status.SKIPPED)
 
     def retry(self, provisioning_id: str) -> None:
         """Put a failed, skipped or cancelled job back in the queue."""
@@ -132,7 +188,7 @@ class BulkQueue:
         if job.status in (Status.FAILED, Status.SKIPPED, Status.CANCELLED):
             self._tickets.pop(provisioning_id, None)  # a fresh token when configured again
             self.station.registry.update_job(
-                job, status=str(Status.REGISTERED), step=str(Step.PREPARE), progress=40, error=None
+                job, status=Status.REGISTERED, step=Step.PREPARE, progress=40, error=None
             )
 
     # -- running -----------------------------------------------------------------------
@@ -167,7 +223,7 @@ class BulkQueue:
         if summary.cancelled:
             for job in self.jobs(TO_CONFIGURE):
                 self.station.registry.update_job(
-                    job, status=str(Status.CANCELLED), error="cancelled before it was configured"
+                    job, status=Status.CANCELLED, error="cancelled before it was configured"
                 )
         summary.failed += [
             j.provisioning_id

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+# The job's status and step words belong to the registry (their writer); re-exported here.
+from station.registry.status import OPEN, TO_CONFIGURE, Status, Step
 
-
-class Step(StrEnum):
-    PREPARE = "prepare"  # 1: register, allocate node name/topic/credentials
-    CONNECT = "connect"  # 2: join the device's setup AP
-    CONFIGURE = "configure"  # 3: info, wifi (+ trial result), mqtt, restart
-    RECONNECT = "reconnect"  # 4: back home, wait for `online` on the broker
-    COMPLETE = "complete"  # 5
-
-
-class Status(StrEnum):
-    QUEUED = "queued"
-    REGISTERED = "registered"  # step 1 done (the registry's word for it)
-    RUNNING = "running"
-    WAITING = "waiting"  # configured and restarted: waiting for `online`
-    DONE = "done"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
+__all__ = ["OPEN", "PROGRESS", "TITLES", "TO_CONFIGURE", "Status", "Step"]
 
 
 # (progress when the step starts, when it ends): the seed's table.
@@ -40,6 +24,3 @@ TITLES: dict[Step, str] = {
     Step.RECONNECT: "Reconnect to home WiFi",
     Step.COMPLETE: "Complete",
 }
-
-# Statuses a queue still has work for (after a crash, these resume).
-OPEN = (Status.QUEUED, Status.REGISTERED, Status.RUNNING, Status.WAITING)

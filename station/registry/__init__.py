@@ -3,8 +3,11 @@
 from station.registry.db import database_proxy, make_database
 from station.registry.models import Device, Event, Home, ProvisioningJob, Reading
 from station.registry.service import DeviceCredentials, IssuedDevice, Registry, RegistryError
+from station.registry.status import OPEN, TO_CONFIGURE, Status, Step
 
 __all__ = [
+    "OPEN",
+    "TO_CONFIGURE",
     "Device",
     "DeviceCredentials",
     "Event",
@@ -14,6 +17,8 @@ __all__ = [
     "Reading",
     "Registry",
     "RegistryError",
+    "Status",
+    "Step",
     "database_proxy",
     "make_database",
 ]

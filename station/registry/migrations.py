@@ -16,14 +16,30 @@ from playhouse.migrate import SchemaMigrator
 
 from station.errors import ConfigError
 from station.registry.db import write_transaction
-from station.registry.models import ALL_MODELS, Meta
+from station.registry.models import ALL_MODELS, Meta, ProvisioningJob
+from station.registry.status import Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _pending_to_registered(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """1 -> 2: the job status default was "pending", a word no reader knows; a job row
+    exists once its device is registered, so such rows are `registered`."""
+    rows = (
+        ProvisioningJob.update(status=Status.REGISTERED)
+        .where(ProvisioningJob.status == "pending")
+        .execute()
+    )
+    if rows:
+        log.info("registry: %d job(s) with status 'pending' are now 'registered'", rows)
+
 
 # from-version -> step that upgrades to from-version + 1
-MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {}
+MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
+    1: _pending_to_registered,
+}
 
 
 def schema_version(db: peewee.Database) -> int | None:

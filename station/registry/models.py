@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from enum import StrEnum
 from typing import Any
 
 import peewee
 
 from station.registry.db import database_proxy
+from station.registry.status import Status, Step
 
 
 def utcnow() -> dt.datetime:
@@ -23,6 +25,26 @@ class JSONField(peewee.TextField):
 
     def python_value(self, value: str | None) -> Any:
         return None if value is None else json.loads(value)
+
+
+class WordField(peewee.CharField):
+    """A StrEnum stored as its word; read back as the member (unknown words stay text,
+    so a row written by a newer station is still readable)."""
+
+    def __init__(self, enum: type[StrEnum], *args: Any, **kwargs: Any) -> None:
+        self.enum = enum
+        super().__init__(*args, **kwargs)
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    def python_value(self, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return self.enum(value)
+        except ValueError:
+            return value
 
 
 class BaseModel(peewee.Model):
@@ -79,9 +101,11 @@ class ProvisioningJob(BaseModel):
     requested_chip_id = peewee.CharField(null=True, max_length=64)
     ap_ssid = peewee.CharField(null=True, max_length=32)
     ap_bssid = peewee.CharField(null=True, max_length=17)
-    step = peewee.CharField(default="prepare", max_length=16)
+    step = WordField(Step, default=Step.PREPARE, max_length=16)
     progress = peewee.IntegerField(default=20)
-    status = peewee.CharField(default="pending", max_length=16, index=True)
+    # A job row exists once step 1 is done (schema 1 defaulted to "pending", no word
+    # of the queue's; migration 1 -> 2 rewrote such rows).
+    status = WordField(Status, default=Status.REGISTERED, max_length=16, index=True)
     error = peewee.TextField(null=True)
     attempts = peewee.IntegerField(default=0)
     timings = JSONField(default=dict)  # step name -> seconds

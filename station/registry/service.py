@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from station.registry.models import (
     Reading,
     utcnow,
 )
+from station.registry.status import OPEN, Status, Step
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +134,12 @@ class Registry:
                         mqtt_username=node,
                         token_hash=credentials.hash_token(token),
                     )
-                    job = ProvisioningJob.create(
-                        provisioning_id=secrets.token_hex(8),
-                        device=device,
-                        home=home,
+                    job = self._new_job(
+                        device,
+                        home,
                         requested_chip_id=requested_chip_id,
                         ap_ssid=ap_ssid,
                         ap_bssid=ap_bssid,
-                        step="prepare",
-                        progress=40,
-                        status="registered",
                     )
                     self._event(device, "registered", f"registered as {node}")
                 return IssuedDevice(device=device, job=job, token=token)
@@ -149,6 +147,79 @@ class Registry:
                 # Another writer (a second station on a shared database) took the name.
                 log.debug("node name collision, retrying")
         raise RegistryError("could not allocate a unique node name")
+
+    @staticmethod
+    def _new_job(device: Device, home: Home | None, **fields: Any) -> ProvisioningJob:
+        return ProvisioningJob.create(
+            provisioning_id=secrets.token_hex(8),
+            device=device,
+            home=home,
+            step=Step.PREPARE,
+            progress=40,
+            status=Status.REGISTERED,
+            **fields,
+        )
+
+    def reprovision(
+        self,
+        device: Device,
+        *,
+        home: Home | None = None,
+        ap_ssid: str | None = None,
+        ap_bssid: str | None = None,
+    ) -> ProvisioningJob:
+        """Open a job that configures an already registered device again (same node
+        name and topic prefix; the queue gives it a fresh token when it configures it).
+
+        The device's open job is reopened if it has one (a `waiting` one included: the
+        device is back in setup mode), else a new job is created. The setup AP defaults
+        to the one of the device's latest job; a scan that finds the device replaces it.
+        `home` (default: the device's) also becomes the device's home.
+        """
+        with write_transaction(self.db):
+            device = Device.get_by_id(device.id)
+            if home is not None and device.home_id != home.id:
+                Device.update(home=home).where(Device.id == device.id).execute()
+                device.home = home
+            home = home or device.home
+            if ap_ssid is None:
+                last = (
+                    ProvisioningJob.select()
+                    .where(
+                        (ProvisioningJob.device == device.id)
+                        & ProvisioningJob.ap_ssid.is_null(False)
+                    )
+                    .order_by(ProvisioningJob.id.desc())
+                    .first()
+                )
+                if last is not None:
+                    ap_ssid, ap_bssid = last.ap_ssid, last.ap_bssid
+            fields: dict[str, Any] = {
+                "home": home,
+                "ap_ssid": ap_ssid,
+                "ap_bssid": ap_bssid,
+                "queue_position": self._next_queue_position(),
+            }
+            job = self.open_job(device)
+            if job is None:
+                job = self._new_job(device, **fields)
+            else:
+                self.update_job(
+                    job,
+                    step=Step.PREPARE,
+                    progress=40,
+                    status=Status.REGISTERED,
+                    error=None,
+                    **fields,
+                )
+            self._event(
+                device,
+                "reprovision",
+                f"{device.node_name} will be configured again"
+                + (f" over {ap_ssid}" if ap_ssid else ""),
+                {"provisioning_id": job.provisioning_id},
+            )
+        return job
 
     def _take_node_number(self) -> int:
         key = f"node_counter:{self.node_name_prefix}"
@@ -187,6 +258,68 @@ class Registry:
 
     def devices(self) -> list[Device]:
         return list(Device.select().order_by(Device.node_name))
+
+    def device_for_ap(
+        self, ssid: str, bssid: str | None = None, chip_suffix: str | None = None
+    ) -> Device | None:
+        """The registered device a setup AP belongs to, if any: by its chip id's last six
+        hex digits (the SSID's suffix), else by a BSSID or (suffixed) SSID one of its
+        jobs was configured over. The oldest entry wins (its first node name)."""
+        if chip_suffix:
+            dev = (
+                Device.select()
+                .where(peewee.fn.UPPER(Device.chip_id).endswith(chip_suffix.upper()))
+                .order_by(Device.id)
+                .first()
+            )
+            if dev is not None:
+                return dev
+        if bssid:
+            where = peewee.fn.LOWER(ProvisioningJob.ap_bssid) == bssid.lower()
+        elif chip_suffix:
+            where = ProvisioningJob.ap_ssid == ssid
+        else:
+            return None  # the seed's plain SSID: nothing tells units apart before /api/info
+        return (
+            Device.select()
+            .join(ProvisioningJob, on=ProvisioningJob.device == Device.id)
+            .where(where)
+            .order_by(Device.id)
+            .first()
+        )
+
+    def mark_offline(self, connected: Collection[str] = ()) -> list[Device]:
+        """Every device marked online whose node name is not in `connected` goes offline,
+        in one update, with an `offline` event each; returns them (now offline).
+
+        The embedded broker calls it as it starts: a station that was killed left rows
+        `online` with no connection behind them."""
+        with write_transaction(self.db):
+            query = Device.select().where(Device.online == True)  # noqa: E712
+            if connected:
+                query = query.where(Device.node_name.not_in(list(connected)))
+            stale = list(query)
+            if not stale:
+                return []
+            ids = [d.id for d in stale]
+            Device.update(online=False).where(Device.id.in_(ids)).execute()
+            now = utcnow()
+            Event.insert_many(
+                [
+                    {
+                        "ts": now,
+                        "device": d.id,
+                        "kind": "offline",
+                        "message": f"{d.node_name} is offline: not connected to this "
+                        "station's broker since it started",
+                    }
+                    for d in stale
+                ]
+            ).execute()
+        for d in stale:
+            d.online = False
+        log.info("registry: %d device(s) marked offline (no connection at start)", len(stale))
+        return stale
 
     def remove_device(self, device: Device) -> None:
         with write_transaction(self.db):
@@ -233,6 +366,41 @@ class Registry:
 
     def job(self, provisioning_id: str) -> ProvisioningJob | None:
         return ProvisioningJob.get_or_none(ProvisioningJob.provisioning_id == provisioning_id)
+
+    def jobs(self, statuses: Iterable[Status] = OPEN) -> list[ProvisioningJob]:
+        """Jobs with these statuses, in queue order."""
+        return list(
+            ProvisioningJob.select()
+            .where(ProvisioningJob.status.in_([Status(s) for s in statuses]))
+            .order_by(ProvisioningJob.queue_position, ProvisioningJob.id)
+        )
+
+    def open_job(self, device: Device) -> ProvisioningJob | None:
+        """The device's open job (one the queue still has work for), if any."""
+        return (
+            ProvisioningJob.select()
+            .where((ProvisioningJob.device == device.id) & ProvisioningJob.status.in_(OPEN))
+            .order_by(ProvisioningJob.id.desc())
+            .first()
+        )
+
+    def open_job_for_ap(self, ssid: str, bssid: str | None = None) -> ProvisioningJob | None:
+        """The open job for a setup AP: by BSSID when known, else by SSID."""
+        query = ProvisioningJob.select().where(ProvisioningJob.status.in_(OPEN))
+        if bssid:
+            query = query.where(ProvisioningJob.ap_bssid == bssid)
+        else:
+            query = query.where(ProvisioningJob.ap_ssid == ssid)
+        return query.first()
+
+    def next_queue_position(self) -> int:
+        """The queue position after every job's (a new job goes last)."""
+        return self._next_queue_position()
+
+    @staticmethod
+    def _next_queue_position() -> int:
+        top = ProvisioningJob.select(peewee.fn.MAX(ProvisioningJob.queue_position)).scalar()
+        return (top or 0) + 1
 
     def update_job(self, job: ProvisioningJob, **fields: Any) -> None:
         fields["updated_at"] = utcnow()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from station.registry.models import Device, Event, ProvisioningJob
+from station.registry.status import Status, Step
 
 log = logging.getLogger(__name__)
 
@@ -272,15 +273,21 @@ class Tracker:
             # Seed step 4: the first `online` on a registered prefix completes provisioning.
             fields.update(is_provisioned=True, provisioned_at=obs.ts)
         Device.update(**fields).where(Device.id == dev.id).execute()
+        unfinished = (ProvisioningJob.device == dev.id) & (ProvisioningJob.is_provisioned == False)  # noqa: E712
+        if not first:
+            # A device provisioned before: only a job that configured it (and waits for it,
+            # or gave up waiting) is completed by this `online`; a re-provisioning job
+            # still to configure is not, since the device may be running its old settings.
+            unfinished &= ProvisioningJob.step == Step.RECONNECT
         jobs = ProvisioningJob.update(
             is_provisioned=True,
             connected_at=obs.ts,
-            step="complete",
+            step=Step.COMPLETE,
             progress=100,
-            status="done",
+            status=Status.DONE,
             error=None,
             updated_at=obs.ts,
-        ).where((ProvisioningJob.device == dev.id) & (ProvisioningJob.is_provisioned == False))  # noqa: E712
+        ).where(unfinished)
         completed = jobs.execute()
         if not dev.online or first:
             Event.create(
@@ -292,6 +299,11 @@ class Tracker:
         for key, value in fields.items():
             setattr(dev, key, value)
         return self._update(dev, "online", provisioned=first or completed > 0)
+
+    @classmethod
+    def offline_update(cls, dev: Device) -> DeviceUpdate:
+        """The update for a device marked offline outside a batch (at broker start)."""
+        return cls._update(dev, "offline")
 
     @staticmethod
     def _update(dev: Device, kind: str, **extra: Any) -> DeviceUpdate:

@@ -32,8 +32,7 @@ from station.provisioning import (
     Station,
     Ticket,
 )
-from station.provisioning.steps import OPEN
-from station.registry import Home
+from station.registry import OPEN, Home, Status
 from station.wifi.errors import Cancelled
 from station.wifi.guard import Excursion
 from station.wifi.manual import Instruction
@@ -173,7 +172,7 @@ class JobRow:
     node_name: str
     step: str
     progress: int
-    status: str
+    status: Status
     error: str | None
     timings: dict[str, float]
     message: str = ""
@@ -186,7 +185,7 @@ class JobRow:
             job.device.node_name,
             job.step,
             job.progress,
-            job.status,
+            Status(job.status),
             job.error,
             dict(job.timings or {}),
         )
