@@ -10,6 +10,9 @@ backend is created). Typical use:
     recover(backend, Journal(state_dir / "wifi-journal.json"))   # at startup
     with Excursion(backend, journal, cancel=cancel_event) as trip:
         link = trip.connect(ssid, "12345678", probe=http_json_probe())
+
+In the station every caller goes through the adapter's owner (station.wifi.radio): use
+`Radio(backend).wifi`, never the raw backend from two threads.
 """
 
 from station.wifi.base import (
@@ -38,6 +41,7 @@ from station.wifi.errors import (
 from station.wifi.guard import Excursion, RecoveryReport, recover
 from station.wifi.journal import Journal
 from station.wifi.probe import http_json_probe, tcp_probe
+from station.wifi.radio import OwnedBackend, Radio, Radios, RadioState
 from station.wifi.registry import backend_class, register
 from station.wifi.select import Selection, select_backend
 
@@ -56,7 +60,11 @@ __all__ = [
     "Network",
     "NetworkNotFound",
     "NoAddress",
+    "OwnedBackend",
     "Probe",
+    "Radio",
+    "RadioState",
+    "Radios",
     "RecoveryReport",
     "ReturnHomeError",
     "ScanResult",

@@ -45,6 +45,7 @@ import os
 import re
 import socket as _socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +80,13 @@ log = logging.getLogger("station.wifi.pywifi")
 
 DEFAULT_CTRL_DIR = "/var/run/wpa_supplicant"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+# pywifi sends a command and reads "the next" datagram on a socket shared by every caller
+# of that interface (WifiUtil._connections is class-level), so two threads read each
+# other's replies. The radio owner (station.wifi.radio) serialises whole operations; this
+# lock pairs each command with its reply even for a caller that goes around the owner.
+# One lock for all interfaces: PyWiFi().interfaces() pings every socket in the directory.
+_CTRL_LOCK = threading.RLock()
 
 
 class _RedactPsk(logging.Filter):
@@ -286,7 +294,7 @@ class _WpaDriver:
     def _open(self) -> Any:
         ctrl = self._wl.CTRL_IFACE_DIR
         try:
-            with self._translate("PING"):
+            with _CTRL_LOCK, self._translate("PING"):
                 ifaces = self._pywifi.PyWiFi().interfaces()
         except FileNotFoundError:
             raise WifiUnavailable(
@@ -323,7 +331,8 @@ class _WpaDriver:
             raise WifiUnavailable(f"Lost contact with wpa_supplicant: {exc}") from None
 
     def _drop(self) -> None:
-        conn = self._wl.WifiUtil._connections.pop(self.name, None) if self.name else None
+        with _CTRL_LOCK:
+            conn = self._wl.WifiUtil._connections.pop(self.name, None) if self.name else None
         if conn:
             with contextlib.suppress(OSError):
                 conn["sock"].close()
@@ -332,11 +341,12 @@ class _WpaDriver:
 
     def cmd(self, text: str) -> str:
         verb = text.split(" ", 1)[0]
-        if self.name not in self._wl.WifiUtil._connections:
-            self._iface = self._open()  # dropped after an earlier timeout
-        with self._translate(verb):
-            # get_reply=True: pywifi then returns the reply instead of logging the command.
-            return self._iface._wifi_ctrl._send_cmd_to_wpas(self.name, text, True)
+        with _CTRL_LOCK:
+            if self.name not in self._wl.WifiUtil._connections:
+                self._iface = self._open()  # dropped after an earlier timeout
+            with self._translate(verb):
+                # get_reply=True: pywifi then returns the reply instead of logging it.
+                return self._iface._wifi_ctrl._send_cmd_to_wpas(self.name, text, True)
 
     def ok(self, text: str) -> None:
         reply = self.cmd(text).strip()
@@ -388,7 +398,7 @@ class _WpaDriver:
         )
 
     def scan(self) -> list[ScanResult]:
-        with self._translate("SCAN"):
+        with _CTRL_LOCK, self._translate("SCAN"):
             self._iface.scan()  # pywifi's SCAN; FAIL-BUSY (already scanning) is fine
         time.sleep(self.scan_wait)  # no ATTACH in pywifi, so no scan-done event to wait for
         results = []

@@ -142,6 +142,26 @@ class FakeNM:
     def rejected(self) -> list[dict]:
         return self.state["rejected"]
 
+    def calls(self) -> list[dict]:
+        """Every call's begin and end marks, in the order they happened."""
+        p = Path(str(self.state_path) + ".calls")
+        if not p.exists():
+            return []
+        return [json.loads(ln) for ln in p.read_text(encoding="utf-8").splitlines()]
+
+    def overlapping(self) -> list[list[str]]:
+        """argv of each call that began while another was still running."""
+        running: set[int] = set()
+        found = []
+        for mark in self.calls():
+            if mark["what"] == "begin":
+                if running:
+                    found.append(mark["argv"])
+                running.add(mark["pid"])
+            else:
+                running.discard(mark["pid"])
+        return found
+
     @property
     def active_name(self) -> str | None:
         st = self.state

@@ -254,9 +254,28 @@ def add(st: dict, argv: list, rest: list) -> Exit:
     return Exit(0, out=f"Connection '{name}' ({conn['uuid']}) successfully added.\n")
 
 
+def mark(what: str, argv: list) -> None:
+    """Append-only record of when each call starts and ends (one write each, O_APPEND), so a
+    test can see whether two nmcli calls ever ran at the same time."""
+    line = json.dumps({"what": what, "pid": os.getpid(), "argv": argv}) + "\n"
+    fd = os.open(STATE + ".calls", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
 def main() -> int:
-    st = load()
     argv = sys.argv[1:]
+    mark("begin", argv)
+    try:
+        return serve(argv)
+    finally:
+        mark("end", argv)
+
+
+def serve(argv: list) -> int:
+    st = load()
     st["log"].append(argv)
     save(st)
     hang = st.get("hang_on")
