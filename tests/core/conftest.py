@@ -23,17 +23,9 @@ from fw_helpers import FAST, HOME_PASSWORD, HOME_SSID, SEED_BROKER
 from broker import EmbeddedBroker
 from station.device_client import DeviceClient
 from station.settings import BrokerSettings
-from station.sim import firmware
 from station.sim.air import Air
 from station.sim.device import SimDevice
 from station.sim.fleet import Fleet
-
-
-@pytest.fixture(scope="session")
-def firmware_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("core-firmware") / "build"
-    firmware.build(out, board="host")
-    return out
 
 
 @pytest.fixture

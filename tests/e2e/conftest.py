@@ -6,15 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from support import FAST
 
 from broker import EmbeddedBroker
 from station.provisioning import Station
 from station.registry import Registry
 from station.settings import BrokerSettings, ProvisioningSettings
-from station.sim.demo import FAST_TIMING, DemoWorld
+from station.sim.demo import DemoWorld
 from station.wifi.journal import Journal
-
-FAST = FAST_TIMING
 
 
 @pytest.fixture

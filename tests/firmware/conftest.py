@@ -26,18 +26,9 @@ from fw_helpers import (
     seed_mqtt_body,
 )
 
-from station.sim import firmware
 from station.sim.air import Air
 from station.sim.device import SimDevice
 from station.sim.fleet import Fleet
-
-
-@pytest.fixture(scope="session")
-def firmware_dir(tmp_path_factory) -> Path:
-    """The host build (.mpy) every simulated device runs, compiled once per session."""
-    out = tmp_path_factory.mktemp("firmware") / "build"
-    firmware.build(out, board="host")
-    return out
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import requests
+from support import FAST as SHARED_FAST
 from support import free_port, wait_for
 
 from broker import EmbeddedBroker
@@ -32,21 +33,15 @@ from station.registry.models import Device
 from station.settings import BrokerSettings
 from station.sim.device import SimDevice
 
-# Every firmware timing shrunk so a test takes seconds (defaults: firmware/factory.py).
+# The shared fast timings (tests/support.py), with the firmware's own waits shorter
+# still: these tests watch the fallback, retry and busy windows themselves, where
+# a provisioning run must outlast them.
 FAST = {
-    "assoc_ms": 100,
-    "trial_s": 3,
+    **SHARED_FAST,
     "fallback_s": 2,
     "retry_s": 2,
     "busy_s": 1,
-    "probe_ms": 1000,
-    "restart_delay_ms": 200,
-    "interval_s": 1,
-    "keepalive_s": 30,
-    "backoff_min_ms": 200,
-    "backoff_max_ms": 1000,
     "identify_s": 1,
-    "button_window_ms": 0,
     "button_hold_s": 1,
 }
 
@@ -225,6 +220,12 @@ class Observer:
     def times(self, topic: str) -> list[float]:
         with self._lock:
             return [ts for t, _p, _r, ts in self.messages if t == topic]
+
+    def last(self, topic: str, since: float = 0.0) -> bytes | None:
+        """The newest payload on topic received at or after `since` (time.monotonic())."""
+        with self._lock:
+            got = [p for t, p, _r, ts in self.messages if t == topic and ts >= since]
+        return got[-1] if got else None
 
     def json(self, topic: str) -> list[Any]:
         return [json.loads(p) for p in self.payloads(topic) if p]

@@ -137,12 +137,23 @@ def test_real_broker_updates_arrive(qtbot, empty_runtime):
 
 
 def test_late_callback_after_delete_is_dropped(qtbot):
-    bridge = StationBridge()
-    push = bridge.push_update
-    bridge.deleteLater()
-    qtbot.wait(10)
     from shiboken6 import Shiboken
 
-    if not Shiboken.isValid(bridge):
-        push(update(1))  # must not raise in the broker's thread
-        push(update(2))
+    bridge = StationBridge()
+    push, count = bridge.push_update, bridge.push_clients
+    bridge.deleteLater()
+    qtbot.waitUntil(lambda: not Shiboken.isValid(bridge), timeout=2000)
+    errors: list[BaseException] = []
+
+    def broker_thread() -> None:  # late callbacks arrive from the broker's threads
+        for call in (lambda: push(update(1)), lambda: push(update(2)), lambda: count(3)):
+            try:
+                call()
+            except BaseException as exc:
+                errors.append(exc)
+
+    t = threading.Thread(target=broker_thread)
+    t.start()
+    t.join(5)
+    assert errors == []
+    assert bridge._alive is False  # the callbacks were dropped, not emitted

@@ -52,8 +52,7 @@ REPO = Path(__file__).resolve().parents[2]
 HOME, HOME_PASS = "MyHomeWiFi", "mypassword"
 CHIP, CHIP2 = "A4CF12EF5678", "A4CF1256CD78"
 SETUP_PASS = "12345678"
-# Enough to boot straight into setup mode quickly (defaults: firmware/factory.py).
-FAST = {"assoc_ms": 100, "button_window_ms": 0, "restart_delay_ms": 200, "interval_s": 1}
+from support import FAST  # noqa: E402 - the shared fast firmware timings
 
 
 def ssid_of(chip: str) -> str:
