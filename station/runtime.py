@@ -24,6 +24,8 @@ from station.provisioning import Station
 from station.registry import Registry
 from station.secrets import SecretStore
 from station.settings import Settings, data_dir
+from station.wifi.base import WifiBackend
+from station.wifi.radio import Radio, Radios
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +36,25 @@ class StationRuntime:
     registry: Registry
     broker: Any  # broker.EmbeddedBroker
     secrets: SecretStore
-    wifi: Any = None  # station.wifi.base.WifiBackend, chosen lazily (may need a confirm UI)
+    # The owner of the WiFi adapter (chosen lazily: may need a confirm UI); `wifi` below is
+    # its backend, through which every call is serialised (docs/WIFI.md, one owner).
+    radio: Radio | None = None
     wifi_reason: str = ""
     demo: Any = None  # station.sim.demo.DemoWorld in demo mode
     journal_path: Path = field(default_factory=lambda: data_dir() / "wifi-journal.json")
     # The settings as in the settings file (a demo runs on a modified copy).
     file_settings: Settings | None = None
     _tmp: str | None = None
+    radios: Radios = field(default_factory=Radios)  # one owner per adapter
+
+    @property
+    def wifi(self) -> WifiBackend | None:
+        """The WiFi backend for every caller: owned by `radio`, so calls never overlap."""
+        return self.radio.wifi if self.radio is not None else None
+
+    @wifi.setter
+    def wifi(self, backend: WifiBackend | None) -> None:
+        self.radio = None if backend is None else self.radios.own(backend)
 
     @classmethod
     def start(
@@ -153,6 +167,9 @@ class StationRuntime:
         )
 
     def stop(self) -> None:
+        # Queued WiFi work (a trip going home) ends before the simulated air goes away.
+        if not self.radios.close(timeout=60.0):
+            log.warning("WiFi work was still running at stop")
         if self.demo is not None:
             self.demo.stop()
             self.demo = None

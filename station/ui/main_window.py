@@ -4,7 +4,6 @@ status bar with the laptop's network, the WiFi backend, the broker and device co
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction, QCloseEvent
@@ -38,11 +37,6 @@ class MainWindow(QMainWindow):
 
         self.runtime = runtime
         self.setWindowTitle("ESP32 Provisioning Station" + (" — demo" if runtime.demo else ""))
-        # Status-bar facts that need I/O (asking the OS for the current network)
-        # are gathered off the GUI thread.
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
-        self._network_future: Future | None = None
-        self._network_text = "…"
         self._closed = False
 
         self.bridge = StationBridge()
@@ -87,8 +81,7 @@ class MainWindow(QMainWindow):
         self.bridge.clientsChanged.connect(lambda _n: self._refresh_status())
         # The table model knows the counts: no database query per message.
         self.devices_tab.countsChanged.connect(self._show_counts)
-        self._show_counts(self.devices_tab.model.online_count(),
-                          self.devices_tab.model.rowCount())
+        self._show_counts(self.devices_tab.model.online_count(), self.devices_tab.model.rowCount())
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._refresh_status)
         self._timer.start(STATUS_REFRESH_MS)
@@ -123,9 +116,12 @@ class MainWindow(QMainWindow):
         from station.ui.wizard import ProvisionWizard
 
         if self._batch_running:
-            QMessageBox.information(self, "Single device",
-                                    "A batch is being provisioned: one WiFi adapter does one "
-                                    "thing at a time. Pause or wait for the batch first.")
+            QMessageBox.information(
+                self,
+                "Single device",
+                "A batch is being provisioned: one WiFi adapter does one "
+                "thing at a time. Pause or wait for the batch first.",
+            )
             return
         selected = self.homes.selected()
         if selected is None:
@@ -144,17 +140,21 @@ class MainWindow(QMainWindow):
         if self._closed:
             return  # a queued signal can still arrive after closeEvent
         rt = self.runtime
-        wifi = rt.wifi
-        if wifi is not None and (self._network_future is None or self._network_future.done()):
-            if self._network_future is not None:
-                try:
-                    net = self._network_future.result()
-                    self._network_text = (net.ssid or "hidden network") if net else "no network"
-                except Exception as exc:  # the OS tool failed: say so, keep going
-                    self._network_text = f"unknown ({type(exc).__name__})"
-            self._network_future = self._io.submit(wifi.current)
-        self.network_label.setText(f"Network: {self._network_text}")
-        self.backend_label.setText(f"WiFi: {wifi.name if wifi else 'none'}")
+        radio = rt.radio
+        if radio is not None:
+            # What the radio's owner knows; a fresh read of the network is queued only
+            # while the radio is idle, so a batch never gets an extra OS call from here
+            # and the GUI thread never waits for the radio.
+            radio.refresh(max_age=STATUS_REFRESH_MS / 1000)
+            state = radio.state()
+            self.network_label.setText(f"Network: {state.summary()}")
+            self.network_label.setToolTip(
+                f"Adapter {state.adapter}"
+                + (f"; waiting: {', '.join(state.queued)}" if state.queued else "")
+            )
+        else:
+            self.network_label.setText("Network: …")
+        self.backend_label.setText(f"WiFi: {radio.backend.name if radio else 'none'}")
         self.backend_label.setToolTip(rt.wifi_reason)
         s = rt.settings.broker
         self.broker_label.setText(
@@ -165,6 +165,7 @@ class MainWindow(QMainWindow):
 
     def _set_running(self, running: bool) -> None:
         self._batch_running = running
+        self._refresh_status()  # "busy: provisioning batch" appears and goes at once
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._batch_running:
@@ -181,5 +182,4 @@ class MainWindow(QMainWindow):
         self._timer.stop()
         self.provision_tab.shutdown(60.0)
         self.bridge.detach()
-        self._io.shutdown(wait=False, cancel_futures=True)
         event.accept()

@@ -252,7 +252,10 @@ class ProvisionTab(QWidget):
     def scan(self) -> None:
         w = self._worker()
         if w is not None and w.scan():
-            self._say("Scanning for devices in setup mode…")
+            # The scan is a job in the radio's queue: say what it waits for, if anything.
+            busy = w.radio.state().busy
+            after = f" (after: {busy})" if busy and busy != "scanning for devices" else ""
+            self._say(f"Scanning for devices in setup mode…{after}")
 
     def add_typed(self) -> None:
         ssid = self.ssid_edit.text().strip()

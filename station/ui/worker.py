@@ -1,14 +1,16 @@
 """Provisioning off the GUI thread: the bulk queue, one device, and the manual-WiFi bridge.
 
-Every WiFi or HTTP call runs in a thread pool of its own; results come back as Qt
-signals. The facade objects here live in the GUI thread, and pool threads never emit
-their public signals directly: they post to the facade, which emits in the GUI thread
-(see _Relay; a cross-thread signal delivered to a freed PySide helper receiver
-crashed the tests).
+Every WiFi or HTTP call runs off the GUI thread; results come back as Qt signals. The
+facade objects here live in the GUI thread, and worker threads never emit their public
+signals directly: they post to the facade, which emits in the GUI thread (see _Relay; a
+cross-thread signal delivered to a freed PySide helper receiver crashed the tests).
 
-QueueWorker has two single-thread pools: "radio" (one WiFi adapter, one owner) runs
-scans and runs; "side" does registry-only chores (loading rows, skip, retry) so they
-are not stuck behind a run that takes minutes. DeviceWorker has one.
+WiFi work goes to the adapter's owner (station.wifi.radio): QueueWorker's scans and runs
+and DeviceWorker's scan and join-configure-go-home are jobs in the radio's one queue, so
+a batch, a wizard (even one closed while its worker goes home) and the status bar never
+use the radio at once. Work without the radio runs in single-thread pools: QueueWorker's
+"side" pool (loading rows, skip, retry: not stuck behind a run that takes minutes),
+DeviceWorker's pool (step 1, waiting for `online`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +40,7 @@ from station.registry import OPEN, Home, Status
 from station.wifi.errors import Cancelled
 from station.wifi.guard import Excursion
 from station.wifi.manual import Instruction
+from station.wifi.radio import radio_of
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +221,7 @@ class QueueWorker(_Relay):
     finished = Signal(object)  # RunSummary
     failed = Signal(str)  # an unexpected problem, in words
     runningChanged = Signal(bool)
-    busyChanged = Signal(bool)  # a scan or a run holds the radio
+    busyChanged = Signal(bool)  # a scan or a run of this worker is in the radio's queue
 
     def __init__(
         self, station: Station, bridge: ConfirmBridge | None = None, parent: QObject | None = None
@@ -225,7 +230,8 @@ class QueueWorker(_Relay):
         self.station = station
         self.bridge = bridge
         self.queue = BulkQueue(station, self._on_progress)
-        self._radio = _pool()
+        self.radio = radio_of(station.wifi)
+        self._radio_job: Future[Any] | None = None
         self._side = _pool()
         self._running = False
         self._busy = False
@@ -250,23 +256,36 @@ class QueueWorker(_Relay):
             self._running = running
             self.runningChanged.emit(running)
 
-    def _radio_task(self, fn: Callable[[], Any], signal: str, default: Any) -> bool:
-        """Run `fn` on the radio thread; its result is emitted as `signal` once idle."""
+    def _radio_task(self, fn: Callable[[], Any], signal: str, default: Any, label: str) -> bool:
+        """Queue `fn` with the radio's owner; its result is emitted as `signal` once idle.
+        While another user holds the radio (a wizard going home) it waits its turn."""
         if self._busy or self._closed:
-            return False  # one radio: the GUI disables the buttons, this is the backstop
+            return False  # the GUI disables the buttons, this is the backstop
         self._set_busy(True, signal == "finished")
 
-        def body() -> None:
-            result = default
+        def body() -> Any:
             try:
-                result = fn()
+                return fn()
             except Exception as exc:  # a crash must reach the installer, not vanish
                 log.exception("provisioning worker failed")
                 self._emit("failed", str(exc) or type(exc).__name__)
-            finally:
-                self._done.emit((signal, result))
+                return default
 
-        self._radio.start(body)
+        def done(job: Future[Any]) -> None:
+            # After the radio let go of the job, so a slot sees the radio free.
+            result = default if job.cancelled() or job.exception() else job.result()
+            try:
+                self._done.emit((signal, result))
+            except RuntimeError:  # the tab was deleted: nobody to tell
+                log.debug("dropped %s: its receiver is gone", signal)
+
+        try:
+            self._radio_job = self.radio.submit(body, label)
+        except Exception as exc:  # the radio is closed: the station is stopping
+            self._set_busy(False, False)
+            self.failed.emit(str(exc))
+            return False
+        self._radio_job.add_done_callback(done)
         return True
 
     def _side_task(self, fn: Callable[[], None]) -> None:
@@ -291,7 +310,7 @@ class QueueWorker(_Relay):
     # -- work ------------------------------------------------------------------------
 
     def scan(self) -> bool:
-        return self._radio_task(self.queue.scan, "scanned", [])
+        return self._radio_task(self.queue.scan, "scanned", [], "scanning for devices")
 
     def load(self, also: list[str] | tuple[str, ...] = ()) -> None:
         also = tuple(also)
@@ -329,7 +348,7 @@ class QueueWorker(_Relay):
                 self._emit("failed", str(exc))
                 return RunSummary()
 
-        return self._radio_task(body, "finished", RunSummary())
+        return self._radio_task(body, "finished", RunSummary(), "provisioning batch")
 
     # -- controls (GUI thread; the queue's own controls are thread-safe) -----------------
 
@@ -365,9 +384,9 @@ class QueueWorker(_Relay):
         self.queue.cancel()
         if self.bridge is not None:
             self.bridge.close()
-        ms = int(timeout * 1000)
-        ok = self._radio.waitForDone(ms)
-        return self._side.waitForDone(ms) and ok
+        job = self._radio_job
+        ok = job is None or not wait_futures([job], timeout).not_done
+        return self._side.waitForDone(int(timeout * 1000)) and ok
 
 
 # -- one device, step by step (the wizard) ----------------------------------------------------
@@ -404,15 +423,19 @@ class DeviceWorker(_Relay):
             station, lambda p: self._emit("progress", p), self.cancel_event
         )
         self.ticket: Ticket | None = None
+        self.radio = radio_of(station.wifi)
+        self._radio_jobs: list[Future[None]] = []
         self._pool = _pool()
         self._config_ready = threading.Event()
         self._config: tuple[str, str] | None = None
         self._busy = 0
         self._busy_lock = threading.Lock()
 
-    def _task(self, fn: Callable[[], None]) -> None:
+    def _task(self, fn: Callable[[], None], radio: str | None = None) -> None:
+        """Run `fn` off the GUI thread: as a job of the radio's owner when it uses the
+        WiFi (`radio` is its label), else in this worker's pool."""
+
         def body() -> None:
-            self._mark(+1)
             try:
                 fn()
             except Cancelled:
@@ -425,7 +448,17 @@ class DeviceWorker(_Relay):
             finally:
                 self._mark(-1)
 
-        self._pool.start(body)
+        self._mark(+1)  # busy from now: a radio job may wait behind a batch
+        if radio is None:
+            self._pool.start(body)
+            return
+        try:
+            job = self.radio.submit(body, radio)
+        except Exception as exc:  # the radio is closed: the station is stopping
+            self._mark(-1)
+            self.failed.emit(str(exc))
+            return
+        self._radio_jobs = [j for j in self._radio_jobs if not j.done()] + [job]
 
     def _mark(self, delta: int) -> None:
         with self._busy_lock:
@@ -441,7 +474,7 @@ class DeviceWorker(_Relay):
 
     def scan(self) -> None:
         queue = BulkQueue(self.station)
-        self._task(lambda: self._emit("scanned", queue.scan()))
+        self._task(lambda: self._emit("scanned", queue.scan()), radio="scanning for devices")
 
     def prepare(self, target: SetupTarget, home: Home | None, name: str = "") -> None:
         """Step 1 (20 -> 40 %)."""
@@ -450,7 +483,9 @@ class DeviceWorker(_Relay):
             self.ticket = self.provisioner.prepare(target, home, name)
             self._emit("prepared", self.ticket.pid, self.ticket.device.node_name)
 
-        self._task(body)
+        # One radio job from the join to the return home: a closed wizard's worker still
+        # holds the radio until the laptop is home.
+        self._task(body, radio=f"single device ({ticket.target.ssid})")
 
     def connect_and_configure(self) -> None:
         """Steps 2-3: join, then wait for `send_configuration` (40 -> 80 %)."""
@@ -520,7 +555,8 @@ class DeviceWorker(_Relay):
         """Cancel and wait for the laptop to be home (the bridge may be shared: only
         its open question is refused)."""
         self.cancel()
-        return self._pool.waitForDone(int(timeout * 1000))
+        ok = not wait_futures(self._radio_jobs, timeout).not_done
+        return self._pool.waitForDone(int(timeout * 1000)) and ok
 
 
 __all__ = [
