@@ -17,6 +17,7 @@ from amqtt.session import Session
 
 from broker import keepalive
 from broker.access import AccessControl, Principal, Role
+from station.control import CONTROL_REMOVED
 from station.registry.models import utcnow
 from station.registry.tracking import TRACKED_LEAVES, Observation
 
@@ -53,6 +54,8 @@ class BrokerHub:
         self.amqtt_broker: Any = None  # set once the amqtt Broker exists
         self.live: dict[str, _Live] = {}
         self.on_connection_change: Callable[[int], None] | None = None
+        # Called (on the loop) with a removed device's username, from the CLI's message.
+        self.on_device_removed: Callable[[str], None] | None = None
         self.denied = 0
 
     # -- connect -----------------------------------------------------------------------
@@ -96,6 +99,22 @@ class BrokerHub:
             await asyncio.wait_for(old.gone.wait(), TAKEOVER_TIMEOUT_S)
         except TimeoutError:
             log.warning("previous connection of %s did not close in time", session.client_id)
+
+    async def control(self, session: Session | None, topic: str, data: bytes) -> None:
+        """A control message: only the station's own clients may send one."""
+        principal = principal_of(session)
+        if principal is None or principal.role is not Role.STATION:
+            log.warning("ignored control message on %s from a non-station client", topic)
+            return
+        if topic == CONTROL_REMOVED:
+            username = data.decode("utf-8", "replace")
+            self.access.remove(username)
+            if self.on_device_removed is not None:
+                self.on_device_removed(username)
+            await self.close_client(username)
+            log.info("device %s removed by another station process: login revoked", username)
+        else:
+            log.warning("unknown control message %s", topic)
 
     async def close_client(self, client_id: str, timeout: float = TAKEOVER_TIMEOUT_S) -> bool:
         """Close a live connection (a removed device's) and wait until amqtt has let it

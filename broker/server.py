@@ -119,6 +119,7 @@ class EmbeddedBroker:
         self.hub = BrokerHub(
             self.access, self.ingest.put, self.ingest.put_message, self.settings.keepalive_factor
         )
+        self.hub.on_device_removed = lambda _username: self.tracker.forget()
         self._hub_id = uuid.uuid4().hex
         self._lt = LoopThread("mqtt-broker", lambda: new_event_loop(self.settings.event_loop))
         self._amqtt: StationBroker | None = None
@@ -275,10 +276,10 @@ class EmbeddedBroker:
     def send_command(self, device: Device, command: dict[str, Any]) -> None:
         """PROTOCOL.md section 2: `<prefix>/cmd` with {"cmd": ..., ...}, checked against
         the command table first (station/commands.py): what the firmware would refuse
-        is never published. Raises CommandError."""
+        is never published. Raises CommandError. The audit event is station.device_ops'
+        (it is the same for a command sent through another process's broker)."""
         doc = commands.check(command)
         self.publish(f"{device.topic_prefix}/cmd", json.dumps(doc).encode())
-        self.registry.log_event(device, "command", f"sent {doc['cmd']}", doc)
 
     def retained_topics(self, topic_filter: str, timeout: float = 5.0) -> list[str]:
         """Topics holding a retained message that match `topic_filter` (MQTT wildcards)."""

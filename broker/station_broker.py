@@ -35,6 +35,7 @@ from amqtt.session import Session
 
 from broker.access import AccessControl
 from broker.hub import BrokerHub, principal_of
+from station.control import CONTROL_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,10 @@ class StationBroker(Broker):
         # Every message amqtt routes passes here after its ACL check: client publishes,
         # wills and the station's own publishes.
         if topic:
+            if topic.startswith(CONTROL_PREFIX):
+                # Another station process (the CLI) on this broker: never routed.
+                await self.hub.control(session, topic, bytes(data or b""))
+                return
             self.hub.message(topic, data)
         await super()._broadcast_message(session, topic, data, force_qos)
 
@@ -127,7 +132,8 @@ class StationBroker(Broker):
                 handler.mqtt_publish(r.topic, r.data, min(qos, r.qos or qos), retain=True)
             )
             for r in candidates
-            if self.allowed(session, r.topic, Action.RECEIVE)
+            # A cleared topic (MQTT-3.3.1-10) stays in amqtt's store with no data.
+            if r.data and self.allowed(session, r.topic, Action.RECEIVE)
         ]
         if tasks:
             await asyncio.wait(tasks)

@@ -45,6 +45,7 @@ class StationRuntime:
     # The settings as in the settings file (a demo runs on a modified copy).
     file_settings: Settings | None = None
     _tmp: str | None = None
+    _announcement: Path | None = None  # station/control.py: how the CLI finds this broker
     radios: Radios = field(default_factory=Radios)  # one owner per adapter
 
     @property
@@ -100,6 +101,10 @@ class StationRuntime:
             raise
         rt = cls(settings, registry, broker, SecretStore(), _tmp=tmp)
         rt.file_settings = file_settings
+        if not demo_devices:  # a demo's registry is its own: no CLI should act on it
+            from station import control
+
+            rt._announcement = control.announce(broker, registry.location)
         if tmp:
             rt.journal_path = Path(tmp) / "wifi-journal.json"
         if demo_devices:
@@ -173,6 +178,11 @@ class StationRuntime:
         if self.demo is not None:
             self.demo.stop()
             self.demo = None
+        if self._announcement is not None:
+            from station import control
+
+            control.withdraw(self._announcement)
+            self._announcement = None
         self.broker.stop()
         self.registry.close()
         if self._tmp:

@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     broker.start()
+    from station import control
+
+    announcement = control.announce(broker, registry.location)  # for `station devices …`
     # Machine-readable line for scripts and tests that start us with --port 0.
     print(f"broker listening on {settings.broker.bind_host}:{broker.port}", flush=True)
     log.info(
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         while not stop.wait(0.5):
             pass
     finally:
+        control.withdraw(announcement)
         broker.stop()
         registry.close()
     return 0

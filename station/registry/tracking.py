@@ -208,7 +208,10 @@ class Tracker:
         ]
 
     def _apply_one(self, dev_id: int, obs: Observation) -> DeviceUpdate | None:
-        dev = Device.get_by_id(dev_id)
+        dev = Device.get_or_none(Device.id == dev_id)
+        if dev is None:  # removed while its last messages were on their way
+            self.forget(obs.prefix)
+            return None
         if obs.kind == "online":
             return self._online(dev, obs)
         if obs.kind == "offline":

@@ -31,6 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from station.commands import COMMANDS
+from station.device_ops import DeviceOps
 from station.registry.models import utcnow
 from station.registry.tracking import DeviceUpdate
 from station.ui.chart import HistoryChart
@@ -171,15 +173,16 @@ class DeviceDetail(QWidget):
         events_box = QGroupBox("Event log")
         QVBoxLayout(events_box).addWidget(self.events)
 
-        self.identify_btn = QPushButton("Identify")
-        self.identify_btn.setToolTip("Blink the device's LED so you can find it")
-        self.reboot_btn = QPushButton("Reboot")
+        # Labels, help texts and the interval's range come from the command table.
+        self.identify_btn = self._command_button("identify")
+        self.reboot_btn = self._command_button("reboot")
+        interval_arg = COMMANDS["set_interval"].args[0]
         self.interval = QSpinBox()
-        self.interval.setRange(1, 3600)
-        self.interval.setSuffix(" s")
+        self.interval.setRange(interval_arg.minimum, interval_arg.maximum)
+        self.interval.setSuffix(f" {interval_arg.unit}")
+        self.interval.setToolTip(interval_arg.help)
         self.interval.setValue(int(self.runtime.settings.provisioning.telemetry_interval_s))
-        self.interval_btn = QPushButton("Set interval")
-        self.interval_btn.setToolTip("How often the device sends its readings")
+        self.interval_btn = self._command_button("set_interval")
         self.reprovision_btn = QPushButton("Re-provision…")
         self.reprovision_btn.setToolTip(
             "Factory-reset the device so it returns to setup mode, ready to be provisioned "
@@ -223,6 +226,17 @@ class DeviceDetail(QWidget):
             self.interval_btn,
             self.reprovision_btn,
         )
+
+    @staticmethod
+    def _command_button(name: str) -> QPushButton:
+        cmd = COMMANDS[name]
+        button = QPushButton(cmd.label)
+        button.setToolTip(cmd.help)
+        return button
+
+    @property
+    def ops(self) -> DeviceOps:
+        return DeviceOps(self.runtime.registry, self.runtime.broker)
 
     # -- which device --------------------------------------------------------------------
 
@@ -378,18 +392,19 @@ class DeviceDetail(QWidget):
     # -- commands --------------------------------------------------------------------------
 
     def send(self, cmd: str, **extra: Any) -> None:
-        """PROTOCOL.md section 2: publish {"cmd": cmd, ...} on the device's cmd topic."""
+        """PROTOCOL.md section 2: the command, checked against the command table, on the
+        device's cmd topic (station.device_ops does it; the GUI only shows the result)."""
         device, node = self._device, self._node
         if device is None or node is None:
             return
-        command = {"cmd": cmd, **extra}
-        broker = self.runtime.broker
-        self.status.setText(f"Sending {cmd}…")
+        ops = self.ops
+        label = COMMANDS[cmd].label if cmd in COMMANDS else cmd
+        self.status.setText(f"Sending {label}…")
 
         def done(_: Any) -> None:
             log.info("sent %s to %s", cmd, node)
             if node == self._node:
-                self.status.setText(f"Sent {cmd} to {node}.")
+                self.status.setText(f"Sent {label} to {node}.")
                 self._reload_events()
             if cmd == "set_interval":
                 self.intervalSet.emit(node, int(extra["value"]))
@@ -398,10 +413,10 @@ class DeviceDetail(QWidget):
         def failed(exc: BaseException) -> None:
             log.error("could not send %s to %s: %s", cmd, node, exc)
             if node == self._node:
-                self.status.setText(f"Could not send {cmd}: {exc or type(exc).__name__}")
+                self.status.setText(f"Could not send {label}: {exc or type(exc).__name__}")
             self.commandFinished.emit(node, cmd, False)
 
-        self.jobs.submit(lambda: broker.send_command(device, command), done, failed)
+        self.jobs.submit(lambda: ops.send(device, cmd, **extra), done, failed)
 
     def set_interval(self) -> None:
         self.send("set_interval", value=self.interval.value())
@@ -410,30 +425,24 @@ class DeviceDetail(QWidget):
         device, node = self._device, self._node
         if device is None or node is None:
             return
+        reset = COMMANDS["factory_reset"]
         if not self.confirm(
             "Re-provision device",
-            f"Re-provision {node}?\n\nThe device erases its WiFi and MQTT settings and "
-            "returns to setup mode (its setup network appears again). Provision it again "
-            "from the Provision tab.",
+            f"Re-provision {node}?\n\n{reset.confirm} It keeps its node name; the "
+            "Provision tab configures it again once its setup network is in range.",
         ):
             return
-        reg, broker = self.runtime.registry, self.runtime.broker
+        ops, online = self.ops, bool(self._row and self._row.online)
         self.status.setText("Sending factory reset…")
 
-        def work() -> None:
-            broker.send_command(device, {"cmd": "factory_reset"})
-            reg.log_event(
-                device,
-                "reprovision",
-                f"{node} marked for re-provisioning: factory reset sent, "
-                "the device returns to setup mode",
-            )
-
-        def done(_: Any) -> None:
-            log.info("%s marked for re-provisioning (factory reset sent)", node)
+        def done(result: Any) -> None:
+            log.info("%s marked for re-provisioning", node)
             if node == self._node:
                 self.status.setText(
                     f"{node} is returning to setup mode. Provision it again from the Provision tab."
+                    if result.reset_sent
+                    else f"{node} is offline: factory-reset it by hand (hold BOOT 5 s at "
+                    "power-on), then provision it from the Provision tab."
                 )
                 self._reload_events()
             self.commandFinished.emit(node, "factory_reset", True)
@@ -441,10 +450,10 @@ class DeviceDetail(QWidget):
         def failed(exc: BaseException) -> None:
             log.error("could not re-provision %s: %s", node, exc)
             if node == self._node:
-                self.status.setText(f"Could not send the factory reset: {exc}")
+                self.status.setText(f"Could not re-provision {node}: {exc}")
             self.commandFinished.emit(node, "factory_reset", False)
 
-        self.jobs.submit(work, done, failed)
+        self.jobs.submit(lambda: ops.reprovision(device, online=online), done, failed)
 
     def remove(self) -> None:
         device, node = self._device, self._node
@@ -452,19 +461,13 @@ class DeviceDetail(QWidget):
             return
         if not self.confirm(
             "Remove device",
-            f"Remove {node} from the registry?\n\nIts history is deleted and its MQTT "
-            "login stops working. The device itself keeps its settings; to use it again, "
-            "factory-reset it and provision it anew.",
+            f"Remove {node} from the registry?\n\nIts history is deleted, its MQTT "
+            "login stops working and Home Assistant forgets it. The device itself keeps its "
+            "settings; to use it again, factory-reset it and provision it anew.",
         ):
             return
-        reg, broker = self.runtime.registry, self.runtime.broker
+        ops = self.ops
         self.status.setText("Removing…")
-
-        def work() -> None:
-            reg.remove_device(device)
-            broker.device_removed(device)
-            label = f"{device.name} ({node})" if device.name else node
-            reg.log_event(None, "removed", f"removed {label} from the registry")
 
         def done(_: Any) -> None:
             log.info("removed %s from the registry", node)
@@ -477,4 +480,4 @@ class DeviceDetail(QWidget):
             if node == self._node:
                 self.status.setText(f"Could not remove {node}: {exc}")
 
-        self.jobs.submit(work, done, failed)
+        self.jobs.submit(lambda: ops.remove(device), done, failed)

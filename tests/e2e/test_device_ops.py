@@ -122,6 +122,8 @@ def test_commands_from_the_table_are_answered_by_the_firmware(provisioned):
     # The table names the reply's fields; the words a person reads come from it too.
     assert set(replies[0]) - {"cmd", "ok"} == set(COMMANDS["set_interval"].replies)
     assert commands.describe_reply(replies[0]) == "Set interval: done (value 2)"
+    audit = [e for e in registry.events(device) if e.kind == "command"]
+    assert [e.data for e in reversed(audit)] == [sent, {"cmd": "identify"}]
 
 
 def test_a_value_the_firmware_refuses_is_never_published(provisioned):

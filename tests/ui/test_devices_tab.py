@@ -154,6 +154,9 @@ def test_commands_reach_the_device_cmd_topic(qtbot, station, device):
     # Logged: the registry's command events and the re-provisioning mark, in the panel too.
     kinds = [e.kind for e in rt.registry.events(issued.device)]
     assert kinds.count("command") == 4 and "reprovision" in kinds
+    # The queue will configure it again under the same node name (station/device_ops.py).
+    job = rt.registry.device(node).jobs.order_by(-type(issued.job).id).first()
+    assert job.status == "registered"
     qtbot.waitUntil(
         lambda: any("marked for re-provisioning" in x for x in detail.event_lines()), timeout=5000
     )
