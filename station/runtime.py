@@ -122,8 +122,21 @@ class StationRuntime:
             except Exception:
                 rt.stop()
                 raise
-            rt.wifi = rt.demo.wifi()
-            rt.wifi_reason = "simulated air of the demo"
+            if settings.provisioning.wifi_backend == "manual":
+                # The seed's manual flow on the simulated site: the person moves the
+                # simulated laptop (Air.move_laptop) when asked; its gateway comes from
+                # the air as a real laptop's comes from the OS.
+                from station.sim.wifi import AirGatewayLookup
+                from station.wifi.manual import ManualBackend
+
+                rt.wifi = ManualBackend(gateway_lookup=AirGatewayLookup(rt.demo.air))
+                rt.wifi_reason = (
+                    "manual WiFi on the demo's simulated air: you move the simulated "
+                    "laptop when asked"
+                )
+            else:
+                rt.wifi = rt.demo.wifi()
+                rt.wifi_reason = "simulated air of the demo"
             home = next(
                 (h for h in registry.homes() if h.wifi_ssid == rt.demo.home_ssid), None
             ) or registry.add_home("Demo home", rt.demo.home_ssid)
@@ -133,6 +146,8 @@ class StationRuntime:
     def choose_wifi(self, confirm: Any = None) -> None:
         """Pick the WiFi backend by setting (auto: the best available, with a reason)."""
         if self.demo is not None:
+            if confirm is not None and getattr(self.wifi, "confirm", False) is None:
+                self.wifi.confirm = confirm  # the demo's manual backend asks through it
             return
         from station.wifi.select import select_backend
 

@@ -60,9 +60,23 @@ def setup_logging(verbosity: int, default_level: int = logging.WARNING) -> None:
         logging.getLogger("transitions").setLevel(logging.WARNING)
 
 
+def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The deepest sub-command parser the arguments chose (`station homes add` → add's),
+    so a usage error shows that command's usage, not the top-level one."""
+    current = parser
+    while True:
+        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if not subs or name not in subs[0].choices:
+            return current
+        current = subs[0].choices[name]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(args.verbose, getattr(args, "log_level", logging.INFO))
     func = getattr(args, "func", None)
     if func is None:

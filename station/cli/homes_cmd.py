@@ -7,7 +7,7 @@ import getpass
 import logging
 import sys
 
-from station.cli.common import load_settings, open_registry
+from station.cli.common import existing_registry, load_settings, open_registry
 from station.errors import StationError
 from station.secrets import SecretStore
 
@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("homes", help="list, add or remove customer sites (homes)")
     p.set_defaults(func=run_list, log_level=logging.WARNING)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
+    ls = actions.add_parser("list", help="list the homes (the default)")
+    ls.set_defaults(func=run_list)
     add = actions.add_parser("add", help="add a home and its WiFi")
     add.add_argument("name")
     add.add_argument("--ssid", required=True, help="the home WiFi network name")
@@ -30,10 +32,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     rm.set_defaults(func=run_remove)
 
 
-def read_password(from_stdin: bool) -> str:
+PASSWORD_HINT = (
+    "give it on standard input with --password-stdin, e.g. "
+    "printf '%s\\n' \"$WIFI_PASSWORD\" | station {command} --password-stdin "
+    "(an empty line for an open network)"
+)
+
+
+def read_password(from_stdin: bool, command: str = "homes add NAME --ssid SSID") -> str:
+    """The home WiFi password: one line of standard input, or asked at the terminal.
+
+    Without a terminal to ask at (a script, `</dev/null`) this is an error that says how
+    to pass the password, never an EOFError.
+    """
+    hint = PASSWORD_HINT.format(command=command)
     if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    return getpass.getpass("Home WiFi password (empty for an open network): ")
+        line = sys.stdin.readline()
+        if not line:
+            raise StationError(
+                "--password-stdin: standard input ended before a password line; " + hint
+            )
+        return line.rstrip("\r\n")
+    try:
+        interactive = sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError, OSError):
+        interactive = False
+    if not interactive:
+        raise StationError(
+            f"the home WiFi password is needed and there is no terminal to ask at: {hint}"
+        )
+    try:
+        return getpass.getpass("Home WiFi password (empty for an open network): ")
+    except EOFError:
+        raise StationError(f"no home WiFi password was entered: {hint}") from None
 
 
 def check_wifi_password(password: str) -> None:
@@ -45,7 +76,11 @@ def check_wifi_password(password: str) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    registry = open_registry(args, load_settings(args))
+    settings = load_settings(args)
+    if not existing_registry(args, settings):  # a listing never creates a database
+        print("No homes yet: add one with `station homes add NAME --ssid SSID`.")
+        return 0
+    registry = open_registry(args, settings)
     store = SecretStore()
     try:
         homes = registry.homes()

@@ -30,10 +30,12 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
+from station.device_client import HeardNetwork
 from station.errors import StationError
 from station.provisioning import Progress, SetupTarget, is_setup_ap
 from station.registry import Home
 from station.runtime import StationRuntime
+from station.sim.air import Air
 from station.ui.worker import ConfirmBridge, DeviceWorker, confirm_bridge
 from station.wifi.manual import CHECK_ACTION, CONNECT_ACTION, Instruction
 
@@ -84,6 +86,50 @@ class _StepPage(QWizardPage):
 
     def isComplete(self) -> bool:
         return not self.waiting
+
+
+class SimulatedWifiSettings(QWidget):
+    """Demo with the manual backend: stands in for the OS's WiFi settings, where the person
+    joins a network by hand (it moves the simulated laptop on the demo's air)."""
+
+    def __init__(self, air: Air, setup_passphrase: str) -> None:
+        super().__init__()
+        self.air = air
+        self.setup_passphrase = setup_passphrase
+        self.networks = QComboBox()
+        self.join_button = QPushButton("Join")
+        self.where = QLabel()
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("Simulated WiFi settings:"))
+        row.addWidget(self.networks, 1)
+        row.addWidget(self.join_button)
+        row.addWidget(self.where)
+        self.join_button.clicked.connect(self.join)
+        self.refresh()
+
+    def refresh(self) -> None:
+        current = self.networks.currentText()
+        self.networks.clear()
+        names = [n.ssid for n in self.air.home_networks()]
+        names += [ap.ssid for ap in self.air.setup_aps()]
+        self.networks.addItems(names)
+        if current in names:
+            self.networks.setCurrentText(current)
+        on = self.air.laptop().ssid
+        self.where.setText(f"on {on}" if on else "on no network")
+
+    def join(self) -> None:
+        ssid = self.networks.currentText()
+        if not ssid:
+            return
+        try:
+            setup_ap = self.air.find_setup_ap(ssid=ssid) is not None
+            self.air.move_laptop(ssid, self.setup_passphrase if setup_ap else None)
+        except (LookupError, PermissionError) as exc:
+            self.where.setText(f"cannot join: {exc}")
+            return
+        self.refresh()
 
 
 class PreparePage(_StepPage):
@@ -154,7 +200,16 @@ class ConfigurePage(_StepPage):
             "The device will join this WiFi network. Check the name and password of the "
             "home WiFi, then send them to the device."
         )
+        self.home_ssid = home.wifi_ssid
+        # The networks the device itself hears (GET /api/scan), home preselected; the
+        # name stays editable (a hidden network is not in any scan).
+        self.networks = QComboBox()
+        self.networks.setEditable(True)
         self.ssid = QLineEdit(home.wifi_ssid)
+        self.networks.setLineEdit(self.ssid)
+        self.networks.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.ssid.setText(home.wifi_ssid)
+        self.heard: list[object] | None = None  # HeardNetwork list once the device answered
         self.password = QLineEdit(password)
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         show = QPushButton("Show")
@@ -168,7 +223,7 @@ class ConfigurePage(_StepPage):
         row.addWidget(self.password, 1)
         row.addWidget(show)
         form = QFormLayout()
-        form.addRow("Home WiFi name:", self.ssid)
+        form.addRow("Home WiFi name:", self.networks)
         form.addRow("Home WiFi password:", row)
         self.body.addLayout(form)
         self.done = False
@@ -176,6 +231,35 @@ class ConfigurePage(_StepPage):
 
     def isComplete(self) -> bool:
         return not self.waiting and bool(self.ssid.text().strip())
+
+    def show_networks(self, networks: list[HeardNetwork] | None) -> None:
+        """Fill the list from the device's scan and preselect the home network."""
+        typed = self.ssid.text().strip() or self.home_ssid
+        self.heard = list(networks) if networks is not None else None
+        self.networks.blockSignals(True)
+        self.networks.clear()
+        for net in networks or []:
+            lock = "secured" if net.secure else "open"
+            self.networks.addItem(net.ssid, net)
+            i = self.networks.count() - 1
+            self.networks.setItemData(i, f"{net.rssi} dBm, {lock}", Qt.ItemDataRole.ToolTipRole)
+        index = self.networks.findText(typed, Qt.MatchFlag.MatchExactly)
+        if index >= 0:
+            self.networks.setCurrentIndex(index)
+        self.ssid.setText(typed)
+        self.networks.blockSignals(False)
+        if networks is None:
+            self.say("The device could not list the networks it hears; type the name.")
+        elif index < 0:
+            self.say(
+                f"The device does not hear “{typed}”: it may be out of range or 5 GHz only "
+                "(the device uses 2.4 GHz). Pick a network it hears, or keep the name if "
+                "the network is hidden.",
+                error=True,
+            )
+        else:
+            n = len(networks)
+            self.say(f"The device hears {n} network{'s' if n != 1 else ''}; {typed} is one.")
 
     def validatePage(self) -> bool:
         if self.done:
@@ -254,6 +338,8 @@ class ProvisionWizard(QWizard):
         self.finished_ok = False
         wifi = runtime.wifi
         self.manual = wifi is not None and not getattr(wifi, "can_scan", True)
+        if self.manual and hasattr(wifi, "usual_home"):
+            wifi.usual_home = home.wifi_ssid  # where step 4 sends the person back to
 
         self.prepare_page = PreparePage(home, can_scan=not self.manual)
         self.connect_page = ConnectPage()
@@ -271,6 +357,16 @@ class ProvisionWizard(QWizard):
         ):
             self.setPage(i, page)
         self.setButtonText(QWizard.WizardButton.NextButton, "Continue")
+        self.sim_wifi: list[SimulatedWifiSettings] = []
+        demo = getattr(runtime, "demo", None)
+        if self.manual and demo is not None:
+            # Demo: the person switches the simulated laptop's WiFi here.
+            for page in (self.connect_page, self.reconnect_page):
+                widget = SimulatedWifiSettings(
+                    demo.air, runtime.settings.provisioning.setup_passphrase
+                )
+                page.body.addWidget(widget)
+                self.sim_wifi.append(widget)
         self.resize(640, 420)
 
         try:
@@ -284,6 +380,7 @@ class ProvisionWizard(QWizard):
         w.scanned.connect(self._on_scanned)
         w.prepared.connect(self._on_prepared)
         w.connected.connect(self._on_connected)
+        w.deviceNetworks.connect(self.configure_page.show_networks)
         w.configureFailed.connect(self._on_configure_failed)
         w.configured.connect(self._on_configured)
         w.online.connect(self._on_online)
@@ -407,6 +504,8 @@ class ProvisionWizard(QWizard):
         if self.bridge.owner is not self:
             return
         self.question = instruction
+        for widget in self.sim_wifi:
+            widget.refresh()
         if instruction.step == 2:
             page = self.connect_page
             if self.currentPage() is not page:

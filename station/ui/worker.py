@@ -405,6 +405,7 @@ class DeviceWorker(_Relay):
     scanned = Signal(list)  # list[SetupTarget]
     prepared = Signal(str, str)  # provisioning id, node name
     connected = Signal()
+    deviceNetworks = Signal(object)  # list[HeardNetwork] the device hears, or None
     configureFailed = Signal(str)  # still on the device's network: fix and send again
     configured = Signal()  # restarted; the laptop is home again
     online = Signal(str)  # chip id
@@ -502,6 +503,8 @@ class DeviceWorker(_Relay):
                 return_timeout=s.settings.wifi_connect_timeout_s,
             ) as trip:
                 link = self.provisioner.connect(trip, ticket)
+                # Step 3 offers the networks the device itself hears (GET /api/scan).
+                self._emit("deviceNetworks", self._device_networks(link, ticket))
                 self._emit("connected")
                 while True:
                     self._wait_config()
@@ -517,6 +520,16 @@ class DeviceWorker(_Relay):
             self._emit("configured")
 
         self._task(body)
+
+    def _device_networks(self, link: Any, ticket: Ticket) -> Any:
+        """The device's own scan, or None if it cannot tell (the flow goes on)."""
+        from station.device_client import DeviceError
+
+        try:
+            return self.station.client(link, ticket.target.ssid).scan()
+        except DeviceError as exc:
+            log.info("the device's network scan failed: %s", exc)
+            return None
 
     def _wait_config(self) -> None:
         while not self._config_ready.wait(0.1):

@@ -144,6 +144,9 @@ class ManualBackend(WifiBackend):
         self.max_asks = max(1, max_asks)
         self.poll_interval = poll_interval
         self._last_ssid: str | None = None  # the device network the person was sent to
+        # The home network to send the person back to when the station cannot read the
+        # current one (it never can here): the CLI and the wizard set the home's SSID.
+        self.usual_home: str | None = None
 
     @classmethod
     def availability(cls, system: str, **options: Any) -> Availability:
@@ -169,7 +172,7 @@ class ManualBackend(WifiBackend):
         return None  # unknown: only the person knows
 
     def remember_home(self) -> HomeNetwork | None:
-        return None
+        return HomeNetwork(ssid=self.usual_home) if self.usual_home else None
 
     def scan(self) -> list[ScanResult]:
         raise WifiNotSupported(

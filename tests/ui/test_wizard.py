@@ -203,3 +203,83 @@ def test_device_never_online_then_check_again(qtbot, site):
     _next(wizard)
     _at(qtbot, wizard, COMPLETE)
     assert wizard.complete_page.device_id.text() != "Device ID: unknown"
+
+
+@pytest.fixture
+def manual_site(tmp_path, monkeypatch):
+    """The demo as `station --demo` runs it with settings provisioning.wifi_backend =
+    "manual": the real manual backend, its gateway from the simulated air."""
+    from station.settings import Settings
+    from station.sim.demo import FAST_TIMING
+
+    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STATION_CONFIG", str(tmp_path / "settings.json"))
+    settings = Settings()
+    settings.provisioning.wifi_backend = "manual"
+    settings.provisioning.online_timeout_s = 20
+    settings.provisioning.wifi_connect_timeout_s = 10
+    rt = StationRuntime.start(settings, demo_devices=1, demo_timing=FAST_TIMING)
+    yield rt
+    rt.stop()
+
+
+def test_real_manual_backend_on_the_demo_the_person_moves_the_laptop(qtbot, manual_site):
+    """The seed's own flow in the GUI: the station tells the person which network to join,
+    the person joins it (the simulated laptop moves), clicks the seed's buttons; step 3
+    offers the networks the device hears, home preselected."""
+    rt = manual_site
+    assert rt.wifi.name == "manual" and not rt.wifi.can_scan
+    air = rt.demo.air
+    ap = air.setup_ap(rt.demo.chip_ids[0]).ssid
+    wizard = _wizard(qtbot, rt)
+    assert len(wizard.sim_wifi) == 2  # the demo's stand-in for the OS's WiFi settings
+    wizard.prepare_page.target.setEditText(ap)
+    _next(wizard)
+
+    # Step 2: the instruction names the device network and its password.
+    _at(qtbot, wizard, CONNECT)
+    qtbot.waitUntil(lambda: wizard.question is not None, timeout=20_000)
+    page = wizard.connect_page
+    assert f"connect to {ap} (password: 12345678)" in page.text.text()
+    assert wizard.button(NEXT).text() == CONNECT_ACTION
+    # Clicking without having switched: the seed's "Cannot reach device", asked again.
+    _next(wizard)
+    qtbot.waitUntil(
+        lambda: wizard.question is not None and wizard.question.problem is not None,
+        timeout=30_000,
+    )
+    assert page.text.text().startswith(f"Cannot reach device. Make sure you're connected to {ap}")
+    assert wizard.currentId() == CONNECT
+    # Now the person joins the device network in the (simulated) WiFi settings.
+    settings_widget = wizard.sim_wifi[0]
+    settings_widget.networks.setCurrentText(ap)
+    settings_widget.join_button.click()
+    assert air.laptop().ssid == ap
+    _next(wizard)
+
+    # Step 3: the device's own scan, home network preselected.
+    _at(qtbot, wizard, CONFIGURE)
+    configure = wizard.configure_page
+    qtbot.waitUntil(lambda: configure.heard is not None, timeout=10_000)
+    heard = [configure.networks.itemText(i) for i in range(configure.networks.count())]
+    assert rt.demo.home_ssid in heard
+    assert configure.networks.currentText() == rt.demo.home_ssid
+    assert configure.ssid.text() == rt.demo.home_ssid
+    _next(wizard)
+
+    # Step 4: "Please reconnect to your home WiFi"; the person goes home, then checks.
+    _at(qtbot, wizard, RECONNECT)
+    reconnect = wizard.reconnect_page
+    qtbot.waitUntil(lambda: wizard.question is not None, timeout=30_000)
+    assert reconnect.text.text().startswith("Please reconnect to your home WiFi")
+    assert rt.demo.home_ssid in reconnect.text.text()
+    assert wizard.button(NEXT).text() == CHECK_ACTION
+    air.move_laptop(rt.demo.home_ssid)  # as the person does in the OS's WiFi settings
+    _next(wizard)
+
+    _at(qtbot, wizard, COMPLETE)
+    device = rt.registry.devices()[0]
+    assert device.is_provisioned
+    qtbot.waitUntil(lambda: rt.registry.device(device.node_name).online, timeout=10_000)
+    assert wizard.complete_page.device_id.text() == f"Device ID: {device.chip_id}"
+    assert air.laptop().ssid == rt.demo.home_ssid
