@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import logging
 
-from station.cli.common import load_settings, open_registry
+from station.cli.common import existing_registry, load_settings, open_registry
 from station.registry.models import Device, utcnow
 
 COLUMNS = (
@@ -81,6 +81,10 @@ def as_json(dev: Device) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
+    if not existing_registry(args, settings):  # a listing never creates a database
+        if not args.json:
+            print("No devices registered yet (no registry database yet).")
+        return 0
     registry = open_registry(args, settings)
     try:
         devices = registry.devices()
