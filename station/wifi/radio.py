@@ -100,6 +100,7 @@ class _Job:
     label: str
     future: Future[Any]
     quiet: bool = False  # a status read: not shown as "busy"
+    lent: bool = False  # the job that lends the radio to a thread (the lease says who)
 
 
 class _Lease:
@@ -139,17 +140,20 @@ class Radio:
         if self.owns():
             return _done_future(fn)
         future: Future[T] = Future()
+        self._enqueue(_Job(fn, label, future, quiet))
+        return future
+
+    def _enqueue(self, job: _Job) -> None:
         with self._cond:
             if self._closed:
                 raise WifiUnavailable("The station is stopping: no more WiFi work.")
-            self._jobs.append(_Job(fn, label, future, quiet))
+            self._jobs.append(job)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._work, name=f"radio-{self.adapter}", daemon=True
                 )
                 self._thread.start()
             self._cond.notify_all()
-        return future
 
     def call(self, fn: Callable[[], T], label: str) -> T:
         """Run `fn` as the radio's owner, in this thread, and return its result."""
@@ -189,9 +193,11 @@ class Radio:
                     log.error("%s ended holding the radio (%s)", lease.thread.name, label)
                     break
             with self._cond:
-                self._lease = None
+                if self._lease is lease:  # the holder died without letting go
+                    self._lease, self._owner = None, None
 
-        future = self.submit(lent, label)
+        future: Future[None] = Future()
+        self._enqueue(_Job(lent, label, future, lent=True))
         try:
             while not lease.granted.wait(0.1):
                 if future.done():
@@ -209,7 +215,7 @@ class Radio:
             lease.depth -= 1
             if lease.depth > 0 or lease.away:
                 return
-            self._owner = None  # from now on this thread queues like any other
+            self._lease, self._owner = None, None  # this thread now queues like any other
         lease.released.set()
 
     def _work(self) -> None:
@@ -224,17 +230,21 @@ class Radio:
                     continue
                 self._running = job
                 self._owner = threading.get_ident()
+            result: Any = None
+            error: BaseException | None = None
             try:
                 result = job.fn()
             except BaseException as exc:
-                job.future.set_exception(exc)
+                error = exc
+            with self._cond:
+                self._running = None
+                self._owner = None
+                self._cond.notify_all()
+            # Resolved only now: whoever the future wakes finds the radio free of this job.
+            if error is not None:
+                job.future.set_exception(error)
             else:
                 job.future.set_result(result)
-            finally:
-                with self._cond:
-                    self._running = None
-                    self._owner = None
-                    self._cond.notify_all()
 
     # -- away from home: a join takes the radio until its return home -------------------
 
@@ -256,7 +266,7 @@ class Radio:
             lease.away = False
             if lease.depth > 0:
                 return
-            self._owner = None
+            self._lease, self._owner = None, None
         lease.released.set()
 
     # -- state -------------------------------------------------------------------------
@@ -266,14 +276,19 @@ class Radio:
         with self._cond:
             running, lease = self._running, self._lease
             busy = lease.label if lease else None
-            if busy is None and running is not None and not running.quiet:
+            if busy is None and running is not None and not (running.quiet or running.lent):
                 busy = running.label
             queued = tuple(j.label for j in self._jobs if not j.quiet)
             return replace(self._state, busy=busy, queued=queued)
 
     def is_idle(self) -> bool:
         with self._cond:
-            return self._running is None and not self._jobs
+            return self._idle()
+
+    def _idle(self) -> bool:
+        # A lent job whose lease ended is only on its way out.
+        running = self._running
+        return not self._jobs and self._lease is None and (running is None or running.lent)
 
     def _learn(self, **changes: Any) -> None:
         with self._cond:
@@ -284,12 +299,15 @@ class Radio:
         older than `max_age` s; otherwise None (the state is as good as it gets: during a
         batch the owner's own joins keep it up to date). Never blocks."""
         with self._cond:
-            if self._closed or self._running is not None or self._jobs:
+            if self._closed or not self._idle():
                 return None
             at = self._state.network_at
             if self._state.network_known and at is not None and time.monotonic() - at < max_age:
                 return None
-        future = self.submit(self.wifi.current, "reading the network", quiet=True)
+        try:
+            future = self.submit(self.wifi.current, "reading the network", quiet=True)
+        except WifiUnavailable:  # closed meanwhile
+            return None
         future.add_done_callback(_swallow)  # the failure is in state().error
         return future
 
