@@ -18,7 +18,7 @@ from station.cli.common import load_settings
 from station.cli.homes_cmd import check_wifi_password, read_password
 from station.errors import StationError
 from station.provisioning import BulkQueue, Progress
-from station.registry import Home, Registry
+from station.registry import Device, Home, Registry
 from station.secrets import SecretStore
 
 log = logging.getLogger("station.provision")
@@ -41,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="SSID",
         help="only this setup AP (repeatable)",
+    )
+    which.add_argument(
+        "--reprovision",
+        metavar="NODE",
+        help="configure a registered device again (same node name, new token); "
+        "waits for its setup network, so put it in setup mode (factory reset) first",
     )
     p.add_argument(
         "--wifi",
@@ -169,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
         if str(report):
             log.info("%s", report)
         registry = rt.registry
+        device = registry.device(args.reprovision) if args.reprovision else None
+        if device is not None and not args.home and device.home is not None:
+            args.home = device.home.name
         home, password = resolve_home(args, registry, rt.secrets, password)
         queue = BulkQueue(rt.provisioning_station(), ProgressPrinter())
 
@@ -182,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
 
+        if device is not None:
+            return reprovision(queue, device, home, password, cancel_requested)
         targets = queue.scan()
         if args.device:
             wanted = set(args.device)
@@ -214,6 +225,39 @@ def run(args: argparse.Namespace) -> int:
         return 0 if ok and summary.ok else 1
     finally:
         rt.stop()
+
+
+def reprovision(
+    queue: BulkQueue,
+    device: Device,
+    home: Home,
+    password: str,
+    cancel_requested: threading.Event,
+) -> int:
+    """`--reprovision NODE`: the same node name and topic, a new token, configured again
+    over its setup network (which a running device shows only after a factory reset)."""
+    registry = queue.station.registry
+    timeout = queue.station.settings.online_timeout_s
+    print(
+        f"Re-provisioning {device.node_name}: it keeps its node name and topic and gets a "
+        "new token.\nIf it is running, put it in setup mode first: a factory reset (hold "
+        "BOOT for 5 s while powering it on) brings up its setup network.\n"
+        f"Waiting up to {timeout:.0f} s for it...",
+        flush=True,
+    )
+    job, target = queue.reprovision(device, home, timeout)
+    pids = [job.provisioning_id]
+    summary = None
+    if target is not None:
+        print(f"Found {target.ssid}.", flush=True)
+        summary = queue.run(home, password)
+        pids += [p for p in summary.done + summary.failed if p not in pids]
+    table, ok = final_table(registry, pids)
+    print("\n" + table, flush=True)
+    if cancel_requested.is_set():
+        print("Cancelled. Run the same command again to continue.", file=sys.stderr)
+        return 130
+    return 0 if summary is not None and ok and summary.ok else 1
 
 
 def _terminal_confirm(instruction) -> bool:

@@ -95,7 +95,8 @@ class Ticket:
 
     job: ProvisioningJob
     device: Device
-    token: str | None  # None once the device has it (a resumed wait needs none)
+    # None for a resumed job: a wait needs none; a configuration gets a fresh one.
+    token: str | None
     target: SetupTarget
     restarted_at: float | None = None  # monotonic time the device was told to restart
     timings: dict[str, float] = field(default_factory=dict)
@@ -219,25 +220,20 @@ class Provisioner:
         return ticket
 
     def resume(self, job: ProvisioningJob) -> Ticket:
-        """A ticket for a job from the registry (after a crash, or a retry).
+        """A ticket for a job from the registry (after a crash, a retry, a rerun).
 
-        A device already told to restart (WAITING) keeps the token it has. Any other
-        gets a fresh token before it is configured again, so one that may have been
-        sent before the crash stops working.
+        A device already told to restart (WAITING) keeps the token it has. Any other is
+        given a fresh token when it is configured again (`send_configuration`, once its
+        setup AP has answered), so a token that may have been sent before stops working,
+        while a device that never turns out to be in setup mode keeps a working one.
         """
-        device = job.device
-        target = SetupTarget(job.ap_ssid or "", job.ap_bssid)
-        token = None
-        if job.status != Status.WAITING:
-            token = self.station.registry.rotate_token(device)
-            self.station.broker.device_registered(device)
         return Ticket(
             job,
-            device,
-            token,
-            target,
+            job.device,
+            None,
+            SetupTarget(job.ap_ssid or "", job.ap_bssid),
             timings=dict(job.timings or {}),
-            restarted_at=time.monotonic() if token is None else None,
+            restarted_at=time.monotonic() if job.status == Status.WAITING else None,
         )
 
     # -- steps 2 and 3 -----------------------------------------------------------------
@@ -294,6 +290,11 @@ class Provisioner:
         """
         s = self.station
         started = time.monotonic()
+        if ticket.token is None:
+            # Configured again (resumed, retried, rerun): the device is in setup mode on
+            # this link, so the token it may hold is replaced now.
+            ticket.token = s.registry.rotate_token(ticket.device)
+            s.broker.device_registered(ticket.device)
         client = s.client(link, ticket.target.ssid)
         try:
             self._configure(ticket, client, home_ssid, home_password)

@@ -26,6 +26,7 @@ from station.provisioning.flow import (
     is_setup_ap,
 )
 from station.registry import Device, Home, ProvisioningJob
+from station.registry.models import utcnow
 from station.registry.status import OPEN, TO_CONFIGURE, Status, Step
 from station.wifi.errors import Cancelled
 from station.wifi.guard import Excursion
@@ -72,9 +73,9 @@ class BulkQueue:
     ) -> list[ProvisioningJob]:
         """Step 1 for each target; returns its job.
 
-        - A target with an open job is not added again. If that job was `waiting` in an
-          earlier run (no ticket here), the device is back in setup mode, having given up
-          on the broker: it is configured again.
+        - A target with an open job is not added again. If that job has been `waiting`
+          since an earlier run (see `_fell_back`), the device is back in setup mode,
+          having given up on the broker: it is configured again, else only waited for.
         - A target that belongs to a registered device (chip id suffix, or the BSSID/SSID
           of one of its jobs) reuses that device: same node name and topic prefix, a
           fresh token, its job reopened or a new one (`Registry.reprovision`).
@@ -85,10 +86,7 @@ class BulkQueue:
         for target in targets:
             existing = registry.open_job_for_ap(target.ssid, target.bssid)
             if existing is not None:
-                if (
-                    existing.status == Status.WAITING
-                    and existing.provisioning_id not in self._tickets
-                ):
+                if self._fell_back(existing):
                     log.info(
                         "%s was waiting for %s and is in setup mode again: configuring it again",
                         target.ssid,
@@ -115,6 +113,17 @@ class BulkQueue:
             self._tickets[ticket.pid] = ticket
             jobs.append(ticket.job)
         return jobs
+
+    def _fell_back(self, job: ProvisioningJob) -> bool:
+        """A `waiting` job whose setup AP is in a scan: has its device given up on the
+        broker and gone back to setup mode? Only if it waited in an earlier run (no
+        ticket here) and for at least `max_away_s`: devices fall back after about 60 s
+        (`max_away_s` stays below that), while a just-restarted device's AP can linger
+        in a scan for a moment (and in an OS's scan cache for longer)."""
+        if job.status != Status.WAITING or job.provisioning_id in self._tickets:
+            return False
+        waited = (utcnow() - job.updated_at).total_seconds()
+        return waited >= self.station.settings.max_away_s
 
     def jobs(self, statuses: tuple[Status, ...] = OPEN) -> list[ProvisioningJob]:
         return self.station.registry.jobs(statuses)
@@ -195,7 +204,7 @@ class BulkQueue:
 
     def _ticket(self, job: ProvisioningJob) -> Ticket:
         ticket = self._tickets.get(job.provisioning_id)
-        if ticket is None or (ticket.token is None and job.status != Status.WAITING):
+        if ticket is None:
             ticket = self.provisioner.resume(job)
             self._tickets[job.provisioning_id] = ticket
         ticket.job = job

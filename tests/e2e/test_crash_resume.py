@@ -74,8 +74,14 @@ def test_crash_mid_batch_then_resume(tmp_path):
             # cannot reach while the laptop is away; three are still to do.
             assert sorted(before.values()) == [Status.REGISTERED] * 3 + [Status.WAITING] * 2
             # A new scan finds the 3 devices still in setup mode: none is queued twice.
+            # The two configured ones are still trying the broker (they fall back to
+            # setup mode only after 20 s): they are only waited for.
             queue.add(queue.scan(), registry.home("Smith"))
             assert ProvisioningJob.select().count() == 5
+            assert (
+                sorted(j.status for j in registry.jobs())
+                == [Status.REGISTERED] * 3 + [Status.WAITING] * 2
+            )
             summary = queue.run(registry.home("Smith"), world.home_password)
             assert summary.ok, [registry.job(p).error for p in summary.failed]
             assert all(registry.job(p).status == Status.DONE for p in before)
@@ -85,6 +91,84 @@ def test_crash_mid_batch_then_resume(tmp_path):
             assert all(d.is_provisioned and d.online for d in devices)
             assert world.air.laptop().ssid == world.home_ssid
             assert not world.air.laptop().profiles
+        finally:
+            broker.stop()
+            registry.close()
+
+
+def test_crash_while_waiting_then_restart_with_its_ap_back(tmp_path):
+    """Configured devices that waited in vain for the killed station's broker fall back
+    to setup mode: after the restart their setup APs are in the scan, so they are
+    configured again (same job, same node name, fresh token), not waited for."""
+    port = free_port()
+    db = str(tmp_path / "registry.sqlite3")
+    journal_path = tmp_path / "journal.json"
+    registry = Registry(db)
+    timing = dict(FAST_TIMING, fallback_s=6, retry_s=600)  # back to setup soon, and stay
+    with DemoWorld(3, port, root=tmp_path / "site", timing=timing) as world:
+        registry.add_home("Smith", world.home_ssid)
+        registry.close()
+        child = subprocess.run(
+            [
+                sys.executable,
+                str(RUNNER),
+                db,
+                str(world.air.root),
+                str(port),
+                str(journal_path),
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+
+        registry = Registry(db)
+        waiting = {j.provisioning_id: j.device for j in registry.jobs((Status.WAITING,))}
+        assert len(waiting) == 2
+        tokens = {d.node_name: d.token_hash for d in waiting.values()}
+        # The broker is gone with the station: they give up and show their APs again.
+        for dev in waiting.values():
+            world.air.wait_for_setup_ap(dev.chip_id, 30)
+
+        wifi = world.wifi()
+        recover(wifi, Journal(journal_path))
+        broker = EmbeddedBroker(
+            registry, BrokerSettings(bind_host="127.0.0.1", port=port), flush_interval_s=0.01
+        )
+        broker.start()
+        try:
+            station = Station(
+                registry,
+                broker,
+                wifi,
+                ProvisioningSettings(online_timeout_s=20, wifi_connect_timeout_s=10, max_away_s=4),
+                BROKER_HOST,
+                BROKER_PORT,
+                Journal(journal_path),
+            )
+            queue = BulkQueue(station)
+            queue.add(queue.scan(), registry.home("Smith"))
+            # Same jobs, all to configure now; nothing registered twice.
+            assert ProvisioningJob.select().count() == 3
+            assert all(registry.job(p).status == Status.REGISTERED for p in waiting)
+            summary = queue.run(registry.home("Smith"), world.home_password)
+            assert summary.ok, [registry.job(p).error for p in summary.failed]
+            assert all(registry.job(p).status == Status.DONE for p in waiting)
+            devices = registry.devices()
+            assert [d.node_name for d in devices] == [
+                "esp32_dht11_001",
+                "esp32_dht11_002",
+                "esp32_dht11_003",
+            ]
+            assert all(d.is_provisioned and d.online for d in devices)
+            for dev in waiting.values():
+                again = registry.device(dev.node_name)
+                assert again.token_hash != tokens[dev.node_name]
+                configured = [e for e in registry.events(again) if e.kind == "configured"]
+                assert len(configured) == 2  # before the crash, and again now
+            assert world.air.laptop().ssid == world.home_ssid
         finally:
             broker.stop()
             registry.close()
