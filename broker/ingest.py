@@ -95,6 +95,15 @@ class IngestWriter:
             if self.db.thread_safe and not self.db.is_closed():
                 self.db.close()
 
+    def notify(self, updates: list[DeviceUpdate]) -> None:
+        """Tell the listeners about changes written elsewhere (in the caller's thread)."""
+        for update in updates:
+            for listener in list(self._listeners):
+                try:
+                    listener(update)
+                except Exception:
+                    log.exception("device listener failed")
+
     def _write(self, batch: list) -> None:
         updates: list[DeviceUpdate] = []
         try:
@@ -108,9 +117,4 @@ class IngestWriter:
             self.errors += 1
             self.tracker.forget()
             log.exception("registry ingest failed for a batch of %d", len(batch))
-        for update in updates:
-            for listener in list(self._listeners):
-                try:
-                    listener(update)
-                except Exception:
-                    log.exception("device listener failed")
+        self.notify(updates)

@@ -141,7 +141,12 @@ class EmbeddedBroker:
             return
         keepalive.install()
         self.access.load(self.registry.all_credentials())
+        # Before anyone can connect or read: a station that was killed left devices
+        # `online` with no connection behind them. What this broker does not see
+        # connected is offline (devices reconnect and say `online` again).
+        stale = self.registry.mark_offline(connected=set(self.hub.live))
         HUBS[self._hub_id] = self.hub
+        self.ingest.notify([self.tracker.offline_update(d) for d in stale])
         self.ingest.start()
         try:
             self._lt.start(self._start_amqtt, START_TIMEOUT_S)
