@@ -1,18 +1,31 @@
 """Start the GUI: a window at once, the station (broker, registry, WiFi, and in demo
-mode the simulated site) started off the GUI thread, then the main window."""
+mode the simulated site) started off the GUI thread, then the main window.
+
+Before Qt is touched on Linux, the xcb platform plugin's system libraries are checked
+(a fresh desktop often lacks some, and Qt then aborts with no hint). SIGINT and
+SIGTERM close the window the normal way, so the laptop goes home, the runtime stops
+and its temporary folders go.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
+import PySide6
+from PySide6.QtCore import QObject, QSocketNotifier, Qt, QTimer, Signal
+from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox
 
 from station import settings as settings_mod
 from station.runtime import StationRuntime
@@ -73,7 +86,149 @@ def start_runtime(
     return rt
 
 
+# Libraries PySide6's libqxcb.so (and libQt6XcbQpa) load, by Debian/Ubuntu package.
+XCB_PACKAGES = {
+    "libxcb-cursor.so.0": "libxcb-cursor0",
+    "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1",
+    "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-render-util.so.0": "libxcb-render-util0",
+    "libxcb-xkb.so.1": "libxcb-xkb1",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libxkbcommon.so.0": "libxkbcommon0",
+    "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-randr.so.0": "libxcb-randr0",
+    "libxcb-xfixes.so.0": "libxcb-xfixes0",
+    "libxcb-shm.so.0": "libxcb-shm0",
+    "libxcb-sync.so.1": "libxcb-sync1",
+    "libxcb-xinerama.so.0": "libxcb-xinerama0",
+    "libxcb-xinput.so.0": "libxcb-xinput0",
+    "libxcb-render.so.0": "libxcb-render0",
+    "libxcb-util.so.1": "libxcb-util1",
+    "libxcb.so.1": "libxcb1",
+    "libX11-xcb.so.1": "libx11-xcb1",
+    "libX11.so.6": "libx11-6",
+    "libSM.so.6": "libsm6",
+    "libICE.so.6": "libice6",
+    "libEGL.so.1": "libegl1",
+    "libGL.so.1": "libgl1",
+    "libOpenGL.so.0": "libopengl0",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libfreetype.so.6": "libfreetype6",
+    "libdbus-1.so.3": "libdbus-1-3",
+}
+_NOT_FOUND = re.compile(r"^\s*(\S+)\s+=>\s+not found", re.MULTILINE)
+
+
+def xcb_plugin() -> Path:
+    return Path(PySide6.__file__).parent / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+
+
+def _ldd(path: Path) -> str | None:
+    """`ldd path`, or None where it cannot tell (no ldd, no plugin)."""
+    ldd = shutil.which("ldd")
+    if not ldd or not path.is_file():
+        return None
+    try:
+        return subprocess.run(
+            [ldd, str(path)], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def missing_xcb_libraries(ldd_output: str | None) -> list[str]:
+    """The libraries `ldd` reports as not found, each once, in its order."""
+    return list(dict.fromkeys(_NOT_FOUND.findall(ldd_output or "")))
+
+
+def uses_xcb(env: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    """Would Qt start the xcb platform here? (Linux, X11, no other platform chosen.)"""
+    if not sys.platform.startswith("linux"):
+        return False
+    chosen = env.get("QT_QPA_PLATFORM", "")
+    if chosen:
+        return chosen.split(";")[0].split(":")[0] == "xcb"
+    return not env.get("WAYLAND_DISPLAY")  # on Wayland Qt 6 takes its wayland plugin
+
+
+def xcb_problem(ldd: Callable[[Path], str | None] = _ldd) -> str | None:
+    """What to tell the user if xcb cannot load, else None. `ldd` is injectable for tests."""
+    missing = missing_xcb_libraries(ldd(xcb_plugin()))
+    if not missing:
+        return None
+    packages = [p for p in dict.fromkeys(XCB_PACKAGES.get(lib) for lib in missing) if p]
+    unknown = [lib for lib in missing if lib not in XCB_PACKAGES]
+    lines = [
+        "The station's window cannot open: Qt's X11 (xcb) platform plugin needs system "
+        f"libraries this computer lacks: {', '.join(missing)}.",
+    ]
+    if packages:
+        lines.append(
+            f"On Debian/Ubuntu install them with:\n    sudo apt-get install {' '.join(packages)}"
+        )
+    if unknown:
+        lines.append(
+            "Install the packages that provide "
+            + ", ".join(unknown)
+            + " (Debian/Ubuntu: apt-file search <library>)."
+        )
+    lines.append(
+        "Meanwhile everything else works without the window: `station provision --demo 6` "
+        "(or `station provision --home NAME ...`) and the terminal demo "
+        "(`env -u DISPLAY station`)."
+    )
+    return "\n".join(lines)
+
+
+class _SignalCloser(QObject):
+    """SIGINT / SIGTERM as a request to close the window the normal way.
+
+    Python runs signal handlers only when the interpreter gets control, and Qt's
+    event loop is C++: the C-level handler writes a byte to a socket (set_wakeup_fd)
+    whose QSocketNotifier wakes the loop, and the Python handler runs right then.
+    """
+
+    def __init__(self, on_signal: Callable[[int], None]) -> None:
+        super().__init__()
+        self._on_signal = on_signal
+        self._rsock, self._wsock = socket.socketpair()
+        self._rsock.setblocking(False)
+        self._wsock.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._wsock.fileno())
+        self._notifier = QSocketNotifier(self._rsock.fileno(), QSocketNotifier.Type.Read, self)
+        self._notifier.activated.connect(self._drain)
+        self._previous = {
+            s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _drain(self, *_a: object) -> None:
+        try:
+            while self._rsock.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        # Runs in the main thread between bytecodes: defer to the event loop, so no
+        # slot is interrupted half-way.
+        QTimer.singleShot(0, lambda: self._on_signal(signum))
+
+    def close(self) -> None:
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+        signal.set_wakeup_fd(self._previous_fd)
+        self._notifier.setEnabled(False)
+        self._rsock.close()
+        self._wsock.close()
+
+
 def run(args: argparse.Namespace) -> int:
+    if QApplication.instance() is None and uses_xcb():
+        problem = xcb_problem()
+        if problem:
+            print(problem, file=sys.stderr, flush=True)
+            return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("ESP32 Provisioning Station")
     handler = QtLogHandler()
@@ -98,6 +253,26 @@ def run(args: argparse.Namespace) -> int:
     starter = _Starter()
     state: dict[str, object] = {}
 
+    def on_signal(signum: int) -> None:
+        log.info("%s: closing the station", signal.Signals(signum).name)
+        state.setdefault("signal", signum)
+        window = state.get("window")
+        if window is None:  # still starting: on_ready closes at once
+            splash.setText("Stopping the station…")
+            return
+        assert isinstance(window, QMainWindow)
+        if window.isVisible() and state.get("asked"):
+            # A second signal while a batch runs: stop it without asking again (the
+            # close still brings the laptop home). A question box on screen is closed.
+            modal = QApplication.activeModalWidget()
+            if modal is not None:
+                modal.close()
+            window._set_running(False)  # type: ignore[attr-defined]
+        state["asked"] = True
+        window.close()
+        if not window.isVisible():
+            app.quit()
+
     def work() -> None:
         try:
             starter.ready.emit(start_runtime(args, settings, demo), notice)
@@ -109,6 +284,10 @@ def run(args: argparse.Namespace) -> int:
         from station.ui.main_window import MainWindow
 
         state["runtime"] = runtime
+        if "signal" in state:  # stopped while starting
+            splash.close()
+            app.quit()
+            return
         window = MainWindow(runtime, handler, text)
         state["window"] = window
         window.show()
@@ -126,10 +305,20 @@ def run(args: argparse.Namespace) -> int:
 
     starter.ready.connect(on_ready)
     starter.failed.connect(on_failed)
+    # Only the main thread may set signal handlers (tests may run the app elsewhere).
+    closer = (
+        _SignalCloser(on_signal) if threading.current_thread() is threading.main_thread() else None
+    )
     threading.Thread(target=work, name="station-start", daemon=True).start()
-    code = app.exec()
-    runtime = state.get("runtime")
-    if isinstance(runtime, StationRuntime):
-        runtime.stop()
-    logging.getLogger().removeHandler(handler)
+    try:
+        code = app.exec()
+        runtime = state.get("runtime")
+        if isinstance(runtime, StationRuntime):
+            runtime.stop()
+    finally:
+        if closer is not None:
+            closer.close()
+        logging.getLogger().removeHandler(handler)
+    if "signal" in state:
+        return 128 + int(state["signal"])  # type: ignore[call-overload]
     return code

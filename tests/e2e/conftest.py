@@ -3,6 +3,7 @@ station's real broker and registry, for end-to-end provisioning tests."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -60,3 +61,27 @@ def site(tmp_path) -> Iterator[dict]:
         w.stop()
     broker.stop()
     registry.close()
+
+
+# --- the station as a user starts it (tests/e2e/test_entry_*.py) ----------------------
+
+
+@pytest.fixture
+def user_env(tmp_path) -> dict[str, str]:
+    """A throwaway user: HOME, XDG dirs, data, settings and TMPDIR all under tmp_path, and
+    the demo's firmware on FAST timings (STATION_DEMO_TIMING, station/sim/demo.py)."""
+    dirs = {
+        "HOME": "home",
+        "XDG_CONFIG_HOME": "home/.config",
+        "XDG_DATA_HOME": "home/.local/share",
+        "XDG_CACHE_HOME": "home/.cache",
+        "XDG_STATE_HOME": "home/.local/state",
+        "STATION_DATA_DIR": "data",
+        "TMPDIR": "tmp",
+    }
+    env = {k: str(tmp_path / v) for k, v in dirs.items()}
+    for path in env.values():
+        os.makedirs(path, exist_ok=True)
+    env["STATION_CONFIG"] = str(tmp_path / "settings.json")
+    env["STATION_DEMO_TIMING"] = "fast"
+    return env
