@@ -484,9 +484,7 @@ class DeviceWorker(_Relay):
             self.ticket = self.provisioner.prepare(target, home, name)
             self._emit("prepared", self.ticket.pid, self.ticket.device.node_name)
 
-        # One radio job from the join to the return home: a closed wizard's worker still
-        # holds the radio until the laptop is home.
-        self._task(body, radio=f"single device ({ticket.target.ssid})")
+        self._task(body)
 
     def connect_and_configure(self) -> None:
         """Steps 2-3: join, then wait for `send_configuration` (40 -> 80 %)."""
@@ -519,7 +517,9 @@ class DeviceWorker(_Relay):
             # Back home (the manual backend asked the person to reconnect).
             self._emit("configured")
 
-        self._task(body)
+        # One radio job from the join to the return home: a closed wizard's worker still
+        # holds the radio until the laptop is home.
+        self._task(body, radio=f"single device ({ticket.target.ssid})")
 
     def _device_networks(self, link: Any, ticket: Ticket) -> Any:
         """The device's own scan, or None if it cannot tell (the flow goes on)."""
