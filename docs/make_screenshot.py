@@ -1,55 +1,93 @@
-"""Regenerate docs/screenshot.png: the real main window in demo mode, after a batch
-was provisioned, captured from a real X display (Xvfb) or offscreen.
+"""Regenerate docs/screenshot.png: what a user gets from `station --demo`, captured
+after the demo batch was provisioned from the Provision tab and readings arrived.
 
-    xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python docs/make_screenshot.py
+    xvfb-run -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshot.py
+
+The station starts through its real entry point (station.cli.main -> gui_cmd.run_gui
+-> station.ui.app.run, start-up thread included), with a throwaway user (HOME, data,
+settings) so nothing of yours shows. A QTimer inside the event loop plays the user:
+Provision tab, "Scan for devices", "Provision all", then the Devices tab with the
+first device selected. STATION_DEMO_TIMING=fast only shortens the firmware's waits.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
-
-from station.provisioning import BulkQueue
-from station.runtime import StationRuntime
-from station.settings import Settings
-from station.sim.demo import FAST_TIMING
-from station.ui.log_panel import QtLogHandler
-from station.ui.main_window import MainWindow
-
 OUT = Path(__file__).with_name("screenshot.png")
+DEVICES = 6
+SETTLE_S = 12  # after the batch: a few readings per device, and the chart gets a line
 
 
 def main() -> int:
-    os.environ.setdefault("STATION_DATA_DIR", "/tmp/station-screenshot-data")
-    app = QApplication(sys.argv[:1])
-    rt = StationRuntime.start(Settings(), demo_devices=6, demo_timing=FAST_TIMING)
+    user = Path(tempfile.mkdtemp(prefix="station-screenshot-"))
+    os.environ.update(
+        HOME=str(user),
+        XDG_CONFIG_HOME=str(user / ".config"),
+        XDG_DATA_HOME=str(user / ".local/share"),
+        STATION_DATA_DIR=str(user / "data"),
+        STATION_CONFIG=str(user / "settings.json"),
+        STATION_DEMO_TIMING="fast",
+    )
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from station.cli import main as station
+    from station.ui.main_window import MainWindow
+
+    # The event loop must exist before the station blocks in it, to carry the timer;
+    # run() takes an existing QApplication as its own.
+    QApplication.instance() or QApplication(sys.argv[:1])
+    state: dict[str, object] = {"step": "window", "deadline": time.monotonic() + 180}
+
+    def tick() -> None:
+        step = state["step"]
+        if time.monotonic() > state["deadline"]:
+            state["error"] = f"timed out at step {step}"
+            QApplication.quit()
+            return
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        if not windows or not windows[0].isVisible():
+            return
+        w = windows[0]
+        tab, model = w.provision_tab, w.devices_tab.model
+        if step == "window":
+            w.resize(1440, 780)
+            w.tabs.setCurrentWidget(tab)
+            tab.scan_button.click()
+            state["step"] = "scan"
+        elif step == "scan" and len(tab.targets) == DEVICES:
+            tab.provision_all_button.click()
+            state["step"] = "provision"
+        elif step == "provision":
+            rows = [model.device_row(r) for r in range(model.rowCount())]
+            live = [r for r in rows if r.online and r.temperature is not None]
+            if len(live) == DEVICES and not w._batch_running:
+                w.tabs.setCurrentWidget(w.devices_tab)
+                w.devices_tab.view.selectRow(0)
+                state["step"], state["at"] = "settle", time.monotonic() + SETTLE_S
+        elif step == "settle" and time.monotonic() > state["at"]:
+            w.grab().save(str(OUT))
+            print(f"wrote {OUT}")
+            state["step"] = "done"
+            w.close()
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(250)
     try:
-        home = rt.registry.homes()[0]
-        queue = BulkQueue(rt.provisioning_station())
-        queue.add(queue.scan()[:5], home)  # one left in setup mode, for the Provision tab
-        queue.run(home, rt.secrets.home_password(home.id))
-        handler = QtLogHandler()
-        window = MainWindow(rt, handler, "Demo mode: a simulated home WiFi and 6 simulated "
-                                         "sensors running the real firmware.")
-        window.show()
-        deadline = time.monotonic() + 6  # let readings arrive and the table fill
-        while time.monotonic() < deadline:
-            app.processEvents()
-            time.sleep(0.05)
-        window.devices_tab.view.selectRow(0)
-        QTimer.singleShot(1500, app.quit)
-        app.exec()
-        window.grab().save(str(OUT))
-        print(f"wrote {OUT}")
-        window.close()
+        code = station(["--demo"])
     finally:
-        rt.stop()
-    return 0
+        shutil.rmtree(user, ignore_errors=True)
+    if "error" in state:
+        print(state["error"], file=sys.stderr)
+        return 1
+    return code
 
 
 if __name__ == "__main__":
