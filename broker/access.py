@@ -7,10 +7,14 @@ Roles:
 - device: username = node_name = client id, token checked against its hash; publish
   and subscribe only under `<topic_prefix>/`, plus publish of its own Home Assistant
   discovery documents `homeassistant/<component>/<node_name>_<id>/config`.
-- anonymous clients, only when the operator turns them on: a client id that is a
-  registered node name acts as that device (the seed's `/api/mqtt` body has no
-  credentials); any other is a monitor that may subscribe (read) but never
-  publish, and never sees `$SYS`.
+- anonymous clients, only when the operator turns them on (`allow_anonymous`): a
+  monitor that may subscribe (read) but never publish, and never sees `$SYS`. An
+  anonymous client never acts as a device, whatever client id it claims.
+- seed-app devices, only when the operator turns that on (`seed_app_devices`): the
+  seed's mobile app sends `/api/mqtt` without credentials, so a device registered
+  through the backend API in that mode (Device.seed_app_login) may log in with its node
+  name as client id and no token. Anyone who learns such a node name can then publish
+  as that device: the risk is in docs/DESIGN.md and logged at start.
 """
 
 from __future__ import annotations
@@ -61,9 +65,12 @@ class AccessControl:
     """Credential cache plus the ACL. Thread-safe: the registry adds devices from the
     provisioning thread while the broker loop authenticates."""
 
-    def __init__(self, station_token: str, allow_anonymous: bool = False) -> None:
+    def __init__(
+        self, station_token: str, allow_anonymous: bool = False, seed_app_devices: bool = False
+    ) -> None:
         self._station_hash = hash_token(station_token)
         self.allow_anonymous = allow_anonymous
+        self.seed_app_devices = seed_app_devices
         self._devices: dict[str, DeviceCredentials] = {}
         self._lock = threading.Lock()
         self.lookup = None  # optional callable(username) -> DeviceCredentials | None
@@ -102,13 +109,15 @@ class AccessControl:
         will_topic: str | None = None,
     ) -> Decision:
         if not username:
-            if not self.allow_anonymous:
-                return Decision(None, "anonymous clients are not allowed")
-            # The seed's /api/mqtt body carries no credentials: with anonymous access
-            # turned on, a registered node name as client id acts as that device.
             cred = self._device(client_id) if client_id else None
             if cred is not None:
-                return self._device_decision(cred, will_topic, "device without token")
+                # A client without credentials claiming a device's name: only a device
+                # of the seed's app, and only while that mode is on.
+                if self.seed_app_devices and cred.seed_app_login:
+                    return self._device_decision(cred, will_topic, "seed-app device (no token)")
+                return Decision(None, f"{client_id!r} is a device: it must log in with its token")
+            if not self.allow_anonymous:
+                return Decision(None, "anonymous clients are not allowed")
             if will_topic:
                 return Decision(None, "anonymous clients may not set a will")
             return Decision(Principal(Role.MONITOR, None), "anonymous monitor")

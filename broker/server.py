@@ -112,7 +112,9 @@ class EmbeddedBroker:
         self.settings = settings or BrokerSettings()
         # The station's own clients log in with this; it lives only in memory for one run.
         self._station_token = new_token()
-        self.access = AccessControl(self._station_token, self.settings.allow_anonymous)
+        self.access = AccessControl(
+            self._station_token, self.settings.allow_anonymous, self.settings.seed_app_devices
+        )
         self.access.lookup = registry.credentials
         self.tracker = Tracker(reading_min_interval_s)
         self.ingest = IngestWriter(registry.db, self.tracker, flush_interval=flush_interval_s)
@@ -158,6 +160,13 @@ class EmbeddedBroker:
             raise
         if self.settings.gc_tuning:
             tune_gc()
+        if self.settings.seed_app_devices:
+            log.warning(
+                "seed-app devices are on: devices registered through the backend API may "
+                "log in WITHOUT a token, by node name alone. Anyone on this network who "
+                "learns such a node name can publish as that device. Turn it off "
+                "(broker.seed_app_devices) once the seed's app is no longer used."
+            )
         log.info(
             "MQTT broker listening on %s:%d (%d device credentials loaded)",
             self.settings.bind_host,

@@ -151,11 +151,17 @@ class BackendApi:
         broker: EmbeddedBroker | None = None,
         bind_host: str = "0.0.0.0",
         port: int = DEFAULT_PORT,
+        seed_app_devices: bool | None = None,
     ) -> None:
         if broker_port is None and broker is None:
             raise ValueError("give broker_port, or the broker whose port to advertise")
         self.registry = registry
         self.broker = broker
+        # Seed-app mode (default: the broker's setting): devices registered now may log
+        # in without a token, as the seed's app sends none (broker/access.py).
+        if seed_app_devices is None:
+            seed_app_devices = broker is not None and broker.settings.seed_app_devices
+        self.seed_app_devices = seed_app_devices
         self.broker_host = broker_host
         self._broker_port = broker_port
         self.bind_host = bind_host
@@ -307,7 +313,12 @@ class BackendApi:
         home = Home.get_or_none(Home.id == home_id)
         if home is None:
             raise _FieldError("home_id", f"no home with id {home_id} on this station")
-        issued = self.registry.register_device(home=home, name=name, requested_chip_id=chip_id)
+        issued = self.registry.register_device(
+            home=home,
+            name=name,
+            requested_chip_id=chip_id,
+            seed_app_login=self.seed_app_devices,
+        )
         device = issued.device
         if self.broker is not None:
             self.broker.device_registered(device)

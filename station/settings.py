@@ -42,7 +42,13 @@ class BrokerSettings:
     port: int = 1883
     # Address devices are told to use (the laptop's LAN address); None = detect at start.
     advertise_host: str | None = None
+    # Anonymous clients (no username) may subscribe, read-only; never act as a device.
     allow_anonymous: bool = False
+    # The seed's mobile app sends /api/mqtt without credentials. On: devices registered
+    # through the backend API (station backend-api) while this is on may log in with no
+    # token, by node name alone. Off by default: anyone on the LAN who learns such a node
+    # name can then publish as that device (docs/DESIGN.md).
+    seed_app_devices: bool = False
     max_connections: int = 2000
     # Grace added to a client's keep-alive before it is dropped (MQTT says 1.5x keep-alive).
     keepalive_factor: float = 1.5

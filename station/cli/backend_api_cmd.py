@@ -36,6 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="serve only the API; a `station broker` on the same database does the MQTT side",
     )
+    p.add_argument(
+        "--seed-app-devices",
+        action="store_true",
+        default=None,
+        help="let devices registered now log in WITHOUT a token (the seed's mobile app "
+        "sends no MQTT credentials); anyone who learns such a node name can then publish "
+        "as that device: use on a trusted network only (setting broker.seed_app_devices)",
+    )
     p.set_defaults(func=run, log_level=logging.INFO)
 
 
@@ -48,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         settings.broker.bind_host = args.bind
     if args.broker_port is not None:
         settings.broker.port = args.broker_port
+    if args.seed_app_devices:
+        settings.broker.seed_app_devices = True
     settings.validate()
     advertise = args.advertise or settings.broker.advertise_host or lan_address()
     registry = open_registry(args, settings)
@@ -67,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         broker=broker,
         bind_host=settings.broker.bind_host,
         port=args.port,
+        seed_app_devices=settings.broker.seed_app_devices,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

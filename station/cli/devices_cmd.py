@@ -6,8 +6,11 @@ import argparse
 import datetime as dt
 import json
 import logging
+import sys
 
 from station.cli.common import existing_registry, load_settings, open_registry
+from station.commands import COMMANDS, CommandError
+from station.errors import StationError
 from station.registry.models import Device, utcnow
 
 COLUMNS = (
@@ -25,9 +28,41 @@ COLUMNS = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="print the registry's device table")
+    p = sub.add_parser(
+        "devices",
+        help="the registry's device table; remove a device; send a device a command",
+        description="Without a sub-command: the device table (as `devices list`).",
+    )
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=run, log_level=logging.WARNING)
+    verbs = p.add_subparsers(dest="devices_verb", metavar="{list,remove,command}")
+    lst = verbs.add_parser("list", help="the device table (the default)")
+    lst.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    lst.set_defaults(func=run)
+    rm = verbs.add_parser(
+        "remove",
+        help="delete a device: its login stops working, Home Assistant forgets it",
+    )
+    rm.add_argument("node", metavar="NODE", help="node name (esp32_dht11_001) or chip id")
+    rm.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rm.set_defaults(func=run_remove)
+    cmd = verbs.add_parser(
+        "command",
+        help="send a command to a connected device and print its answer",
+        description="Commands (PROTOCOL.md section 2): "
+        + "; ".join(
+            f"{c.name}{''.join(f' {a.name.upper()}' for a in c.args)}: {c.help}"
+            for c in COMMANDS.values()
+        ),
+    )
+    cmd.add_argument("node", metavar="NODE", help="node name (esp32_dht11_001) or chip id")
+    cmd.add_argument("command", choices=list(COMMANDS), help="the command")
+    cmd.add_argument("values", nargs="*", metavar="VALUE", help="its arguments, in order")
+    cmd.add_argument("--yes", action="store_true", help="do not ask before a factory reset")
+    cmd.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for the answer (10)"
+    )
+    cmd.set_defaults(func=run_command)
 
 
 def ago(ts: dt.datetime | None, now: dt.datetime) -> str:
@@ -105,5 +140,116 @@ def run(args: argparse.Namespace) -> int:
         online = sum(d.online for d in devices)
         print(f"\n{online} online / {len(devices)} devices — {registry.location}")
         return 0
+    finally:
+        registry.close()
+
+
+# -- remove and command --------------------------------------------------------------------
+
+
+def confirm(question: str, assume_yes: bool) -> bool:
+    """Ask on the terminal; without one, refuse with the flag that skips the question."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise StationError(f"{question} Needs confirmation: add --yes to run without a terminal.")
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _station_broker(registry_location: str):
+    """The running station's broker (another process), else a stand-in for none."""
+    from station import control
+
+    remote = control.connect(registry_location)
+    return remote if remote is not None else control.NoBroker()
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from station.device_ops import DeviceOps, label
+
+    settings = load_settings(args)
+    if not existing_registry(args, settings):
+        raise StationError(f"no device {args.node!r}: no device is registered yet")
+    registry = open_registry(args, settings)
+    broker = None
+    try:
+        device = registry.device(args.node)
+        if not confirm(
+            f"Remove {label(device)}? Its history is deleted and its MQTT login stops working.",
+            args.yes,
+        ):
+            print("Nothing removed.")
+            return 1
+        broker = _station_broker(registry.location)
+        removal = DeviceOps(registry, broker).remove(device)
+        where = (
+            f"; cleared {len(removal.cleared)} retained topics on the running station's broker"
+            if removal.cleared
+            else ""
+        )
+        print(f"Removed {removal.label}{where}.")
+        return 0
+    finally:
+        if broker is not None and hasattr(broker, "close"):
+            broker.close()
+        registry.close()
+
+
+def _values(args: argparse.Namespace) -> dict[str, int]:
+    spec = COMMANDS[args.command]
+    if len(args.values) != len(spec.args):
+        wanted = " ".join(a.name.upper() for a in spec.args) or "no value"
+        raise CommandError(
+            f"{spec.name} takes {wanted} ({', '.join(a.help for a in spec.args)})"
+            if spec.args
+            else f"{spec.name} takes no value"
+        )
+    values: dict[str, int] = {}
+    for arg, text in zip(spec.args, args.values, strict=True):
+        try:
+            values[arg.name] = int(text)
+        except ValueError:
+            raise CommandError(f"{arg.name} must be a whole number, got {text!r}") from None
+    return values
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from station import commands, control
+    from station.device_ops import DeviceOps
+
+    spec = COMMANDS[args.command]
+    values = _values(args)
+    commands.build(spec.name, **values)  # a bad value is refused before anything opens
+    settings = load_settings(args)
+    if not existing_registry(args, settings):
+        raise StationError(f"no device {args.node!r}: no device is registered yet")
+    registry = open_registry(args, settings)
+    try:
+        device = registry.device(args.node)
+        if spec.confirm and not confirm(
+            f"{spec.label} {device.node_name}? {spec.confirm}", args.yes
+        ):
+            print("Nothing sent.")
+            return 1
+        remote = control.connect(registry.location)
+        if remote is None:
+            control.NoBroker().send_command(device, {})  # raises with the explanation
+            return 2
+        with remote:
+            DeviceOps(registry, remote).send(device, spec.name, **values)
+            reply = remote.wait_reply(device, spec.name, args.timeout)
+        if reply is None:
+            state = "online" if device.online else "offline"
+            print(
+                f"Sent {spec.name} to {device.node_name}; no answer within {args.timeout:g} s "
+                f"(the registry has it {state}; commands are not queued for offline devices)."
+            )
+            return 1
+        print(f"{device.node_name}: {commands.describe_reply(reply)}")
+        return 0 if reply.get("ok") else 1
     finally:
         registry.close()

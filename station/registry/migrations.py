@@ -21,7 +21,7 @@ from station.registry.status import Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _pending_to_registered(db: peewee.Database, migrator: SchemaMigrator) -> None:
@@ -36,9 +36,20 @@ def _pending_to_registered(db: peewee.Database, migrator: SchemaMigrator) -> Non
         log.info("registry: %d job(s) with status 'pending' are now 'registered'", rows)
 
 
+def _seed_app_login(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """2 -> 3: Device.seed_app_login (every existing device proves its token).
+
+    Plain SQL, not playhouse's add_column: for a NOT NULL column that adds it nullable
+    and then rebuilds the table on SQLite (copy, DROP, rename), and dropping `device`
+    cascades to every provisioning job, reading and event of every device. One ALTER
+    with a default is atomic on both SQLite and PostgreSQL."""
+    db.execute_sql("ALTER TABLE device ADD COLUMN seed_app_login BOOLEAN NOT NULL DEFAULT FALSE")
+
+
 # from-version -> step that upgrades to from-version + 1
 MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     1: _pending_to_registered,
+    2: _seed_app_login,
 }
 
 

@@ -89,6 +89,10 @@ class Device(BaseModel):
     is_provisioned = peewee.BooleanField(default=False)
     provisioned_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
+    # Registered through the seed's backend API while `broker.seed_app_devices` was on:
+    # the seed's app sends no MQTT credentials, so this device may log in without its
+    # token while that setting stays on (broker/access.py, docs/DESIGN.md: the risk).
+    seed_app_login = peewee.BooleanField(default=False)
 
 
 class ProvisioningJob(BaseModel):

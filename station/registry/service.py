@@ -56,6 +56,7 @@ class DeviceCredentials:
     token_hash: str
     topic_prefix: str
     node_name: str
+    seed_app_login: bool = False  # may log in without a token (seed-app mode only)
 
 
 class Registry:
@@ -119,8 +120,10 @@ class Registry:
         requested_chip_id: str | None = None,
         ap_ssid: str | None = None,
         ap_bssid: str | None = None,
+        seed_app_login: bool = False,
     ) -> IssuedDevice:
-        """Seed step 1: allocate node name, topic prefix and credentials, open a job."""
+        """Seed step 1: allocate node name, topic prefix and credentials, open a job.
+        `seed_app_login`: the seed's app configures it (no MQTT credentials on the wire)."""
         for _ in range(MAX_ALLOCATION_RETRIES):
             token = credentials.new_token()
             try:
@@ -133,6 +136,7 @@ class Registry:
                         topic_prefix=naming.topic_prefix(self.topic_root, node),
                         mqtt_username=node,
                         token_hash=credentials.hash_token(token),
+                        seed_app_login=seed_app_login,
                     )
                     job = self._new_job(
                         device,
@@ -327,24 +331,11 @@ class Registry:
         log.info("registry: removed %s", device.node_name)
 
     def credentials(self, username: str) -> DeviceCredentials | None:
-        row = (
-            Device.select(
-                Device.mqtt_username, Device.token_hash, Device.topic_prefix, Device.node_name
-            )
-            .where(Device.mqtt_username == username)
-            .first()
-        )
-        if row is None:
-            return None
-        return DeviceCredentials(row.mqtt_username, row.token_hash, row.topic_prefix, row.node_name)
+        row = _credential_query().where(Device.mqtt_username == username).first()
+        return None if row is None else _credentials(row)
 
     def all_credentials(self) -> list[DeviceCredentials]:
-        return [
-            DeviceCredentials(d.mqtt_username, d.token_hash, d.topic_prefix, d.node_name)
-            for d in Device.select(
-                Device.mqtt_username, Device.token_hash, Device.topic_prefix, Device.node_name
-            )
-        ]
+        return [_credentials(d) for d in _credential_query()]
 
     def set_chip_id(self, device: Device, chip_id: str, **info: Any) -> None:
         """Seed step 3: the real chip id (and model/firmware/mac) from /api/info."""
@@ -435,3 +426,19 @@ class Registry:
     def prune_readings(self, older_than_days: int) -> int:
         cutoff = utcnow() - dt.timedelta(days=older_than_days)
         return Reading.delete().where(Reading.ts < cutoff).execute()
+
+
+def _credential_query() -> peewee.ModelSelect:
+    return Device.select(
+        Device.mqtt_username,
+        Device.token_hash,
+        Device.topic_prefix,
+        Device.node_name,
+        Device.seed_app_login,
+    )
+
+
+def _credentials(row: Device) -> DeviceCredentials:
+    return DeviceCredentials(
+        row.mqtt_username, row.token_hash, row.topic_prefix, row.node_name, row.seed_app_login
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from support import wait_for
 
@@ -105,24 +107,42 @@ def test_token_is_stored_hashed(device, registry, tmp_path):
     assert registry.device(device.device.node_name).token_hash.startswith("sha256$")
 
 
-def test_anonymous_mode_lets_a_registered_node_act_as_itself(registry, broker, connect,
-                                                             station_client):
-    """The seed's /api/mqtt body has no credentials; with anonymous access turned on a
-    registered node name as client id is that device, and nothing more."""
+def test_anonymous_clients_never_act_as_a_device(registry, broker, connect, station_client):
+    """PROTOCOL.md section 2: a device always proves its token. With anonymous access on,
+    a client without credentials claiming a node name is still refused; any other is a
+    read-only monitor."""
     issued = registry.register_device()
     node, prefix = issued.device.node_name, issued.device.topic_prefix
-    assert connect(node, None, None).rc.is_failure  # off by default
     broker.access.allow_anonymous = True
+    assert connect(node, None, None).rc.is_failure
+    assert connect(node, None, None, will=f"{prefix}/status").rc.is_failure
     station_client.subscribe("#")
-    dev = connect(node, None, None, will=f"{prefix}/status")
-    assert dev.rc == 0
-    dev.publish(f"{prefix}/status", "online", retain=True)
-    dev.publish("home/other_device/state", "{}")
-    wait_for(lambda: registry.device(node).online)
-    assert station_client.received("home/other_device/state") == []
     stranger = connect("not-a-node", None, None)
     assert stranger.rc == 0
-    stranger.publish(f"{prefix}/status", "offline", retain=True)
+    stranger.publish(f"{prefix}/status", "online", retain=True)
     assert stranger.subscribe(f"{prefix}/#") == [1]
-    assert registry.device(node).online
+    time.sleep(0.3)
+    assert station_client.received(f"{prefix}/status") == []
+    assert not registry.device(node).online
     assert connect("not-a-node-2", None, None, will=f"{prefix}/status").rc.is_failure
+
+
+def test_seed_app_devices_log_in_without_a_token_only_in_that_mode(
+    registry, broker, connect, station_client
+):
+    """The seed's app sends /api/mqtt without credentials: a device registered in
+    seed-app mode may log in by node name alone while the mode is on, confined to its
+    own topics; a device registered otherwise never."""
+    seed = registry.register_device(seed_app_login=True).device
+    normal = registry.register_device().device
+    assert connect(seed.node_name, None, None).rc.is_failure  # mode off: refused
+    broker.access.seed_app_devices = True
+    assert connect(normal.node_name, None, None).rc.is_failure  # not a seed-app device
+    station_client.subscribe("#")
+    dev = connect(seed.node_name, None, None, will=f"{seed.topic_prefix}/status")
+    assert dev.rc == 0
+    dev.publish(f"{seed.topic_prefix}/status", "online", retain=True)
+    dev.publish(f"{normal.topic_prefix}/state", "{}")
+    wait_for(lambda: registry.device(seed.node_name).online)
+    assert station_client.received(f"{normal.topic_prefix}/state") == []
+    assert connect("x", None, None, will=f"{seed.topic_prefix}/status").rc.is_failure

@@ -218,3 +218,47 @@ def test_seed_flow_end_to_end_with_a_simulated_device(api, air, device, client, 
     assert ISO_Z.match(body["connected_at"])
     # The device reported its real chip id on <prefix>/info.
     wait_for(lambda: Device.get_by_id(body["device_id"]).chip_id == chip, 5, 0.05)
+
+
+def _seed_app_flow(api, air, client) -> str:
+    """The seed's exact flow: register, then the device gets the seed's /api/mqtt body
+    (no username, no password), as the seed's mobile app sends it."""
+    answer = post(api, SEED_REGISTER).json()
+    cfg, pid = answer["mqtt_config"], answer["provisioning_id"]
+    target = f"{cfg['broker_host']}:{cfg['broker_port']}"
+    air.add_home_network("MyHomeWiFi", "mypassword", reach=[target])
+    client.info()
+    client.send_wifi("MyHomeWiFi", "mypassword")
+    client.send_mqtt(cfg["broker_host"], cfg["broker_port"], cfg["topic_prefix"], cfg["node_name"])
+    client.restart()
+    return pid
+
+
+def test_seed_app_flow_without_credentials_is_refused_by_default(
+    api, air, device, client, station_broker
+):
+    pid = _seed_app_flow(api, air, client)
+    wait_for(lambda: "refused, code 5" in device.log_text(), 20, 0.1)
+    assert status(api, pid).json()["is_provisioned"] is False
+    assert station_broker.hub.denied >= 1
+
+
+def test_seed_app_devices_switch_lets_the_seed_flow_reach_is_provisioned(
+    registry, station_broker, seed_home, air, device, client, caplog
+):
+    station_broker.access.seed_app_devices = True  # what broker.seed_app_devices sets
+    a = BackendApi(
+        registry,
+        broker_host="127.0.0.1",
+        broker=station_broker,
+        bind_host="127.0.0.1",
+        port=0,
+        seed_app_devices=True,
+    )
+    a.start()
+    try:
+        pid = _seed_app_flow(a, air, client)
+        wait_for(lambda: status(a, pid).json()["is_provisioned"], 20, 0.1)
+        assert registry.job(pid).device.seed_app_login is True
+    finally:
+        a.stop()

@@ -11,6 +11,8 @@ import pytest
 from fw_helpers import HOME_PASSWORD, api_for, provision, seed_mqtt_body
 from support import wait_for
 
+from station.registry.models import Device
+
 P = "home/esp32_dht11_001"
 ONLINE = lambda p: p == b"online"  # noqa: E731
 OFFLINE = lambda p: p == b"offline"  # noqa: E731
@@ -203,17 +205,22 @@ def test_factory_reset_erases_config_clears_discovery_and_opens_the_ap(
     assert not [t for t in retained if t.startswith("homeassistant/")]
 
 
-def test_the_seed_body_without_credentials_connects_anonymously(
+def test_the_seed_body_without_credentials_connects_only_in_seed_app_mode(
     home, device, api, mqtt_broker, observer
 ):
-    # Registered in step 1 as always; with anonymous access on, the station's broker
-    # lets a registered node name in without a token (PROTOCOL.md: credentials optional).
+    # The seed's app sends no credentials. Anonymous access does not let a device in
+    # (a device always proves its token); a device registered in seed-app mode does.
     mqtt_broker.add_user("esp32_dht11_001", "token-the-device-never-got")
     mqtt_broker.allow_anonymous = True
     api.post("/api/wifi", {"ssid": "MyHomeWiFi", "password": "mypassword"})
     api.post("/api/mqtt", seed_mqtt_body())  # exactly the seed's body
     api.post("/api/restart")
-    observer.wait(f"{P}/status", ONLINE)
+    wait_for(lambda: "refused, code 5" in device.log_text(), 15)
+    assert not observer.payloads(f"{P}/status")
+    Device.update(seed_app_login=True).where(Device.node_name == "esp32_dht11_001").execute()
+    mqtt_broker.broker.access.seed_app_devices = True
+    mqtt_broker.broker.access.remove("esp32_dht11_001")  # the cache re-reads the registry
+    observer.wait(f"{P}/status", ONLINE, timeout=20)
 
 
 def test_a_wrong_token_is_refused_and_never_logged(home, device, api, mqtt_broker, observer):

@@ -38,14 +38,18 @@ def test_schema_1_pending_rows_become_registered(tmp_path):
     con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     con.execute("UPDATE provisioning_job SET status='pending' WHERE id=1")
     con.execute("UPDATE provisioning_job SET status='failed' WHERE id=2")
+    con.execute("ALTER TABLE device DROP COLUMN seed_app_login")  # added by schema 3
     con.commit()
     con.close()
 
     reg = Registry(str(path))
     try:
-        assert reg.schema_version == migrations.SCHEMA_VERSION == 2
+        assert reg.schema_version == migrations.SCHEMA_VERSION == 3
         statuses = [j.status for j in ProvisioningJob.select().order_by(ProvisioningJob.id)]
         assert statuses == [Status.REGISTERED, Status.FAILED]
+        # 2 -> 3: every existing device proves its token (no seed-app login).
+        assert [d.seed_app_login for d in reg.devices()] == [False, False]
+        assert reg.credentials(reg.devices()[0].mqtt_username).seed_app_login is False
     finally:
         reg.close()
 
