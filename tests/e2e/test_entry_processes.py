@@ -143,3 +143,38 @@ def test_gui_closes_on_a_signal(user_env, signum):
     assert f"{signal.Signals(signum).name}: closing the station" in station.stderr
     assert still_running(station.pids) == set()
     assert _leftovers(user_env) == []
+
+
+def test_gui_stopped_while_starting_still_cleans_up(user_env):
+    # SIGINT while the station-start thread is still bringing up the demo: the window
+    # never opens, and the runtime it was starting is stopped all the same.
+    station = Station(["--demo"], _env(user_env, display=True))
+    try:
+        station.wait_for(r"first window after", "stderr", 60)
+        took = station.stop(signal.SIGINT, timeout=60)
+    finally:
+        station.kill()
+    assert station.proc.returncode == 128 + signal.SIGINT, station.output()
+    assert took < 30, station.output()
+    assert "Traceback" not in station.stderr, station.output()
+    assert "station ready after" not in station.stderr  # it really was still starting
+    assert _leftovers(user_env) == []
+
+
+def test_provision_demo_through_the_entry_point_leaves_nothing(user_env):
+    station = Station(["provision", "--demo", "3"], _env(user_env, display=False))
+    try:
+        deadline = time.monotonic() + 120
+        while station.proc.poll() is None and time.monotonic() < deadline:
+            station.pids |= micropython_pids(station.proc.pid)
+            time.sleep(0.1)
+        for t in station._readers:
+            t.join(5)
+    finally:
+        station.kill()
+    assert station.proc.returncode == 0, station.output()
+    assert "3 of 3 devices online" in station.stdout
+    assert len(station.pids) >= 3
+    assert still_running(station.pids) == set()
+    assert _leftovers(user_env) == []
+    assert "Traceback" not in station.stderr
