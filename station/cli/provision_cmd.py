@@ -13,13 +13,27 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from station.cli.common import load_settings
 from station.cli.homes_cmd import check_wifi_password, read_password
+from station.cli.seed_flow import (
+    ProgressPrinter,
+    TerminalConfirm,
+    add_each,
+    device_scan_reporter,
+    final_table,
+    print_device_networks,
+    run_one_by_one,
+    run_started,
+)
 from station.errors import StationError
-from station.provisioning import BulkQueue, Progress
+from station.provisioning import BulkQueue, SetupTarget, is_setup_ap
 from station.registry import Device, Home, Registry
 from station.secrets import SecretStore
+
+if TYPE_CHECKING:
+    from station.runtime import StationRuntime
 
 log = logging.getLogger("station.provision")
 
@@ -55,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--demo",
-        type=int,
+        type=demo_count,
         metavar="N",
         help="simulate a site with N devices running the real firmware",
     )
@@ -69,54 +83,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, log_level=logging.WARNING)
 
 
+MAX_DEMO_DEVICES = 200  # as `station sim --devices`
+
+
+def demo_count(text: str) -> int:
+    """--demo N: 1 to MAX_DEMO_DEVICES simulated devices (0 or less is no demo at all)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_DEMO_DEVICES:
+        raise argparse.ArgumentTypeError(
+            f"--demo takes a number of devices from 1 to {MAX_DEMO_DEVICES}, not {text!r}"
+        )
+    return n
+
+
 # -- output ---------------------------------------------------------------------------
 
 
-class ProgressPrinter:
-    """One line per step change; stable and readable in a log or a terminal."""
-
-    def __init__(self, out=sys.stdout) -> None:
-        self.out = out
-        self.lock = threading.Lock()
-
-    def __call__(self, p: Progress) -> None:
-        line = f"[{p.progress:3d}%] {p.node_name:<16} {p.ap_ssid or '':<25} {p.message}"
-        if p.error:
-            line += f"\n       error: {p.error}"
-        with self.lock:
-            print(line, file=self.out, flush=True)
-
-
-def final_table(registry: Registry, pids: list[str]) -> tuple[str, bool]:
-    jobs = [j for j in (registry.job(pid) for pid in pids) if j is not None]
-    rows = [("node", "chip id", "setup AP", "result", "seconds", "error")]
-    all_ok = bool(jobs)
-    for job in jobs:
-        ok = job.is_provisioned
-        all_ok &= ok
-        total = sum((job.timings or {}).values())
-        rows.append(
-            (
-                job.device.node_name,
-                job.device.chip_id or "–",
-                job.ap_ssid or "–",
-                "online" if ok else job.status,
-                f"{total:.1f}",
-                job.error or "",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = []
-    for i, r in enumerate(rows):
-        lines.append(
-            "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True))
-            + ("  " + r[5] if r[5] else "")
-        )
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    done = sum(j.is_provisioned for j in jobs)
-    lines.append(f"\n{done} of {len(jobs)} devices online")
-    return "\n".join(lines), all_ok
+# ProgressPrinter (the seed's 20 → 100 %), the final table (real seconds per job) and the
+# manual flow's terminal prompts live in station/cli/seed_flow.py.
 
 
 # -- wiring ---------------------------------------------------------------------------
@@ -140,7 +127,7 @@ def resolve_home(
     if password is None:
         password = store.home_password(home.id)
     if password is None:
-        password = read_password(False)
+        password = read_password(False, command=f"provision --home {home.name!r}")
     check_wifi_password(password)
     store.set_home_password(home.id, password)
     return home, password
@@ -168,18 +155,37 @@ def run(args: argparse.Namespace) -> int:
             args.home = args.home or "Demo home"
             args.ssid = args.ssid or rt.demo.home_ssid
             password = rt.demo.home_password if password is None else password
-        else:
-            rt.choose_wifi(confirm=_terminal_confirm)
-        print(f"WiFi: {rt.wifi.name} ({rt.wifi_reason})", flush=True)
-        report = recover(rt.wifi, rt.journal())
-        if str(report):
-            log.info("%s", report)
         registry = rt.registry
         device = registry.device(args.reprovision) if args.reprovision else None
         if device is not None and not args.home and device.home is not None:
             args.home = device.home.name
+        # The home (and its password) first: no WiFi is touched for a home that is not there.
         home, password = resolve_home(args, registry, rt.secrets, password)
-        queue = BulkQueue(rt.provisioning_station(), ProgressPrinter())
+        # On a simulated site the person moves the simulated laptop (type a network name).
+        air = rt.demo.air if rt.demo is not None else None
+        confirm = TerminalConfirm(
+            move=air.move_laptop if air is not None else None,
+            air_root=str(air.root) if air is not None else None,
+        )
+        rt.choose_wifi(confirm=confirm)
+        print(f"WiFi: {rt.wifi.name} ({rt.wifi_reason})", flush=True)
+        # The manual backend (the seed's own flow): one device at a time, the person
+        # switching WiFi when asked.
+        manual = rt.wifi is not None and rt.wifi.name == "manual"
+        if manual:
+            rt.wifi.usual_home = home.wifi_ssid  # type: ignore[union-attr]
+        report = recover(rt.wifi, rt.journal())
+        if str(report):
+            log.info("%s", report)
+        printer = ProgressPrinter(steps=manual)
+        station = rt.provisioning_station()
+        # Step 3 asks the device which networks it hears (all of them shown in the
+        # manual flow; a bulk run only warns when the home network is not among them).
+        station.client_factory = device_scan_reporter(
+            print_device_networks(home.wifi_ssid, sys.stdout, full=manual)
+        )
+        queue = BulkQueue(station, printer)
+        confirm.on_cancel = queue.cancel
 
         def on_signal(*_a: object) -> None:
             if cancel_requested.is_set():
@@ -187,12 +193,24 @@ def run(args: argparse.Namespace) -> int:
             cancel_requested.set()
             print("\nCancelling: the laptop goes back home first...", file=sys.stderr)
             queue.cancel()
+            if confirm.prompting:  # waiting for Enter: stop waiting
+                raise KeyboardInterrupt
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
 
         if device is not None:
             return reprovision(queue, device, home, password, cancel_requested)
+        since = run_started()
+        if manual:
+            targets = manual_targets(args, rt, settings.provisioning.setup_ssid_prefix)
+            pids, summary = run_one_by_one(queue, targets, home, password, printer)
+            table, ok = final_table(registry, pids, since)
+            print("\n" + table, flush=True)
+            if summary.cancelled:
+                print("Cancelled. Run the same command again to continue.", file=sys.stderr)
+                return 130
+            return 0 if ok and summary.ok else 1
         targets = queue.scan()
         if args.device:
             wanted = set(args.device)
@@ -213,11 +231,11 @@ def run(args: argparse.Namespace) -> int:
             + ".",
             flush=True,
         )
-        queue.add(targets, home)
+        add_each(queue, targets, home, printer)
         pids = [j.provisioning_id for j in queue.jobs()]
         summary = queue.run(home, password)
         pids += [p for p in summary.done + summary.failed if p not in pids]
-        table, ok = final_table(registry, pids)
+        table, ok = final_table(registry, pids, since)
         print("\n" + table, flush=True)
         if summary.cancelled:
             print("Cancelled. Run the same command again to continue.", file=sys.stderr)
@@ -260,11 +278,20 @@ def reprovision(
     return 0 if summary is not None and ok and summary.ok else 1
 
 
-def _terminal_confirm(instruction) -> bool:
-    """The manual backend's confirmation: the seed's text and button, in a terminal."""
-    print(f"\n{instruction.title}\n{instruction.text}", flush=True)
-    try:
-        input(f"Press Enter for “{instruction.action}” (Ctrl-C to cancel) ")
-    except (EOFError, KeyboardInterrupt):
-        return False
-    return True
+def manual_targets(args: argparse.Namespace, rt: StationRuntime, prefix: str) -> list[SetupTarget]:
+    """The manual flow cannot scan: the devices are the ones named with --device (on a
+    simulated site, every device of the demo)."""
+    if args.device:
+        bad = [name for name in args.device if not is_setup_ap(name, prefix)]
+        if bad:
+            raise StationError(
+                f"{', '.join(bad)}: not a device setup network. They are named "
+                f"{prefix}-XXXXXX (printed on the device)."
+            )
+        return [SetupTarget(name) for name in dict.fromkeys(args.device)]
+    if rt.demo is not None:
+        return [SetupTarget(ap.ssid) for ap in rt.demo.air.setup_aps()]
+    raise StationError(
+        "with manual WiFi switching the station cannot scan: name the device's network "
+        f"with --device {prefix}-XXXXXX (printed on the device or its box)"
+    )

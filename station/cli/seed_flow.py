@@ -152,6 +152,9 @@ class TerminalConfirm:
         self.air_root = air_root  # the simulated air (shown, so tools can move the laptop)
         self.read = read
         self.prompting = False  # Ctrl-C while waiting here cancels (see provision_cmd)
+        # Called when the person does not confirm (end of input, Ctrl-C): the run stops
+        # (the queue's cancel), it does not ask again for the next device.
+        self.on_cancel: Callable[[], None] | None = None
 
     def __call__(self, instruction: Instruction) -> bool:
         # The GUI's "click “…”" is "press Enter for “…”" here.
@@ -171,6 +174,8 @@ class TerminalConfirm:
                 line = self.read(f"Press Enter for “{instruction.action}” (Ctrl-C to cancel) ")
             except (EOFError, KeyboardInterrupt):
                 print("\n(no answer: cancelled)", file=self.out, flush=True)
+                if self.on_cancel is not None:
+                    self.on_cancel()
                 return False
             finally:
                 self.prompting = False
