@@ -25,7 +25,7 @@ from station.registry import Registry
 from station.secrets import SecretStore
 from station.settings import Settings, data_dir
 from station.wifi.base import WifiBackend
-from station.wifi.radio import Radio, Radios
+from station.wifi.radio import OwnedBackend, Radio, Radios
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class StationRuntime:
     radios: Radios = field(default_factory=Radios)  # one owner per adapter
 
     @property
-    def wifi(self) -> WifiBackend | None:
+    def wifi(self) -> OwnedBackend | None:
         """The WiFi backend for every caller: owned by `radio`, so calls never overlap."""
         return self.radio.wifi if self.radio is not None else None
 

@@ -144,7 +144,8 @@ def install_socket_timeout(wifiutil: ModuleType, timeout: float) -> None:
     if isinstance(current, _TimeoutSocketModule):
         current.timeout = timeout  # one value per process: the last backend's
     else:
-        wifiutil.socket = _TimeoutSocketModule(current, timeout)
+        # The module attribute is the seam: pywifi looks `socket` up in its own globals.
+        wifiutil.__dict__["socket"] = _TimeoutSocketModule(current, timeout)
 
 
 def _security_from_flags(flags: str) -> str:
@@ -188,7 +189,7 @@ class PywifiBackend(WifiBackend):
                 ctrl_dir,
                 reply_timeout,
                 scan_wait,
-                dhcp or _linux.SystemDhcp(route_path=route_path),
+                dhcp or _linux.SystemDhcp(route_path=Path(route_path)),
                 route_path,
                 poll_interval,
             )

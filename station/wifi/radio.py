@@ -121,7 +121,7 @@ class Radio:
     def __init__(self, backend: WifiBackend, adapter: str | None = None) -> None:
         self.backend = backend  # the raw backend: use only through this Radio
         self.adapter = adapter or adapter_of(backend)
-        self.wifi: WifiBackend = _owned_class(backend)(self)
+        self.wifi: OwnedBackend = _owned_class(backend)(self)
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()
         self._owner: int | None = None  # thread ident that may call the backend now
@@ -161,7 +161,7 @@ class Radio:
             return fn()
 
     @contextlib.contextmanager
-    def hold(self, label: str) -> Iterator[WifiBackend]:
+    def hold(self, label: str) -> Iterator[OwnedBackend]:
         """Own the radio in this thread for the block (waits for its turn; nests).
         Never from the GUI thread: it waits for whatever holds the radio now."""
         lease = self._acquire(label)
