@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -73,7 +74,8 @@ class AccessControl:
         self.seed_app_devices = seed_app_devices
         self._devices: dict[str, DeviceCredentials] = {}
         self._lock = threading.Lock()
-        self.lookup = None  # optional callable(username) -> DeviceCredentials | None
+        # A registry read for a username not in the cache (another process registered it).
+        self.lookup: Callable[[str], DeviceCredentials | None] | None = None
 
     # -- credentials -----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from station.registry.db import write_transaction
 from station.registry.tracking import DeviceUpdate, Observation, Tracker, parse_message
@@ -84,7 +85,7 @@ class IngestWriter:
             while True:
                 stopping = self._stop.wait(self.flush_interval)
                 while self._queue:
-                    batch = []
+                    batch: list[Any] = []
                     while self._queue and len(batch) < self.max_batch:
                         batch.append(self._queue.popleft())
                     self._write(batch)

@@ -258,8 +258,9 @@ class BackendApi:
             raise
         self._runner = runner
         server = site._server  # the bound port when port=0
-        assert server is not None and server.sockets
-        self._port = server.sockets[0].getsockname()[1]
+        sockets = getattr(server, "sockets", None)
+        assert sockets
+        self._port = sockets[0].getsockname()[1]
 
     def _start_error(self, exc: BaseException) -> BackendApiStartError:
         where = f"{self.bind_host}:{self._requested_port}"

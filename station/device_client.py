@@ -543,7 +543,8 @@ class DeviceClient:
                 url=self._url(path),
             )
         if 400 <= status < 500 and error:
-            code, detail, field = (_redact(x, secrets) if x else x for x in error)
+            code, detail = _redact(error[0], secrets), _redact(error[1], secrets)
+            field = _redact(error[2], secrets) if error[2] else error[2]
             raise DeviceRejected(
                 _rejected_message(path, status, code, detail, field),
                 url=self._url(path),

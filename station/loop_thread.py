@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
@@ -80,7 +80,7 @@ class LoopThread:
             loop.close()
             self.loop = None
 
-    def call(self, coro: Awaitable[Any], timeout: float) -> Any:
+    def call(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
         """Run a coroutine in the loop from another thread and wait for its result."""
         if self.loop is None:
             if asyncio.iscoroutine(coro):
@@ -88,7 +88,7 @@ class LoopThread:
             raise RuntimeError(f"{self.name}: the loop is not running")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def stop(self, cleanup: Callable[[], Awaitable[None]] | None, timeout: float) -> None:
+    def stop(self, cleanup: Callable[[], Coroutine[Any, Any, None]] | None, timeout: float) -> None:
         """Run `cleanup` in the loop (logged, not raised, if it fails), then end it."""
         loop, thread = self.loop, self._thread
         if thread is None:

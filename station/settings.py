@@ -13,6 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -101,7 +102,7 @@ class Settings:
         """Build settings from a dict, rejecting unknown keys and wrong types by name."""
         if not isinstance(raw, dict):
             raise ConfigError("settings must be a JSON object")
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for name, value in raw.items():
             if name not in _SECTIONS:
                 raise ConfigError(f"unknown settings section {name!r}")

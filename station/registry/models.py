@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
@@ -63,18 +63,30 @@ class Meta(BaseModel):
 class Home(BaseModel):
     """A customer site. Its WiFi password is in the OS keyring, never in this table."""
 
+    # peewee's implicit primary key, spelt out so a type checker knows it (same schema).
+    id = peewee.AutoField()
+
     name = peewee.CharField(unique=True, max_length=100)
     wifi_ssid = peewee.CharField(max_length=32)
+    if TYPE_CHECKING:
+        devices: peewee.ModelSelect
+        jobs: peewee.ModelSelect
     created_at = peewee.DateTimeField(default=utcnow)
 
 
 class Device(BaseModel):
+    id = peewee.AutoField()
     # The real chip id is learned from /api/info in step 3; until then it is NULL
     # (SQLite and PostgreSQL both allow several NULLs under a unique index).
     chip_id = peewee.CharField(null=True, unique=True, max_length=32)
     node_name = peewee.CharField(unique=True, max_length=32)
     name = peewee.CharField(default="", max_length=100)
     home = peewee.ForeignKeyField(Home, null=True, backref="devices", on_delete="SET NULL")
+    if TYPE_CHECKING:  # what peewee adds at run time, for the type checker
+        home_id: int | None
+        jobs: peewee.ModelSelect
+        readings: peewee.ModelSelect
+        events: peewee.ModelSelect
     topic_prefix = peewee.CharField(unique=True, max_length=128)
     mqtt_username = peewee.CharField(unique=True, max_length=32)
     # "sha256$<hex>" of a 256-bit random token; see station.registry.credentials.
@@ -98,9 +110,14 @@ class Device(BaseModel):
 class ProvisioningJob(BaseModel):
     """One device's run through the seed's five steps (and the bulk queue's bookkeeping)."""
 
+    id = peewee.AutoField()
+
     provisioning_id = peewee.CharField(unique=True, max_length=32)
     device = peewee.ForeignKeyField(Device, backref="jobs", on_delete="CASCADE")
     home = peewee.ForeignKeyField(Home, null=True, backref="jobs", on_delete="SET NULL")
+    if TYPE_CHECKING:
+        device_id: int
+        home_id: int | None
     # The seed's temporary chip id ("temp_1234567890") as the app sent it.
     requested_chip_id = peewee.CharField(null=True, max_length=64)
     ap_ssid = peewee.CharField(null=True, max_length=32)
@@ -121,6 +138,7 @@ class ProvisioningJob(BaseModel):
 
 
 class Reading(BaseModel):
+    id = peewee.AutoField()
     device = peewee.ForeignKeyField(Device, backref="readings", on_delete="CASCADE")
     ts = peewee.DateTimeField(default=utcnow)
     temperature = peewee.FloatField(null=True)
@@ -132,6 +150,7 @@ class Reading(BaseModel):
 
 
 class Event(BaseModel):
+    id = peewee.AutoField()
     """Audit log: what happened to which device, in words plus a small document."""
 
     ts = peewee.DateTimeField(default=utcnow, index=True)

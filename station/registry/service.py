@@ -428,7 +428,7 @@ class Registry:
         return Reading.delete().where(Reading.ts < cutoff).execute()
 
 
-def _credential_query() -> peewee.ModelSelect:
+def _credential_query() -> peewee.ModelSelect[Device]:
     return Device.select(
         Device.mqtt_username,
         Device.token_hash,

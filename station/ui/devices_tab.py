@@ -7,9 +7,18 @@ thread); the table loads from the registry once and then follows updates row by 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QRect, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRect,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -51,7 +60,12 @@ class DeviceTableView(QTableView):
     25-45 ms a time (benchmarks/gui_table.py), enough to miss the 16 ms target.
     """
 
-    def dataChanged(self, top_left: QModelIndex, bottom_right: QModelIndex, roles=()) -> None:
+    def dataChanged(
+        self,
+        top_left: QModelIndex | QPersistentModelIndex,
+        bottom_right: QModelIndex | QPersistentModelIndex,
+        roles: Sequence[int] = (),
+    ) -> None:
         if top_left == bottom_right or not top_left.isValid() or not bottom_right.isValid():
             super().dataChanged(top_left, bottom_right, roles)
             return

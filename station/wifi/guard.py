@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Literal
 
 from station.wifi.base import HomeNetwork, Link, Probe, WifiBackend
 from station.wifi.errors import Cancelled, ReturnHomeError, WifiError
@@ -126,7 +127,7 @@ class Excursion:
         if home_error is not None:
             raise home_error
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         try:
             self.go_home()
         except Exception as home_exc:
