@@ -146,8 +146,9 @@ class StationRuntime:
     def choose_wifi(self, confirm: Any = None) -> None:
         """Pick the WiFi backend by setting (auto: the best available, with a reason)."""
         if self.demo is not None:
-            if confirm is not None and getattr(self.wifi, "confirm", False) is None:
-                self.wifi.confirm = confirm  # the demo's manual backend asks through it
+            wifi = self.wifi
+            if confirm is not None and wifi is not None and getattr(wifi, "confirm", 0) is None:
+                wifi.confirm = confirm  # the demo's manual backend asks through it
             return
         from station.wifi.select import select_backend
 

@@ -168,13 +168,16 @@ def run(args: argparse.Namespace) -> int:
             air_root=str(air.root) if air is not None else None,
         )
         rt.choose_wifi(confirm=confirm)
-        print(f"WiFi: {rt.wifi.name} ({rt.wifi_reason})", flush=True)
+        wifi = rt.wifi
+        if wifi is None:
+            raise StationError("no WiFi backend could be chosen")
+        print(f"WiFi: {wifi.name} ({rt.wifi_reason})", flush=True)
         # The manual backend (the seed's own flow): one device at a time, the person
         # switching WiFi when asked.
-        manual = rt.wifi is not None and rt.wifi.name == "manual"
+        manual = wifi.name == "manual"
         if manual:
-            rt.wifi.usual_home = home.wifi_ssid  # type: ignore[union-attr]
-        report = recover(rt.wifi, rt.journal())
+            wifi.usual_home = home.wifi_ssid  # where step 4 sends the person back to
+        report = recover(wifi, rt.journal())
         if str(report):
             log.info("%s", report)
         printer = ProgressPrinter(steps=manual)

@@ -143,7 +143,8 @@ class PreparePage(_StepPage):
         )
         self.target = QComboBox()
         self.target.setEditable(True)
-        self.target.lineEdit().setPlaceholderText("esp32-dht11-Setup-XXXXXX")
+        if (edit := self.target.lineEdit()) is not None:
+            edit.setPlaceholderText("esp32-dht11-Setup-XXXXXX")
         self.scan_button = QPushButton("Scan")
         self.scan_button.setEnabled(can_scan)
         if not can_scan:
@@ -338,7 +339,7 @@ class ProvisionWizard(QWizard):
         self.finished_ok = False
         wifi = runtime.wifi
         self.manual = wifi is not None and not getattr(wifi, "can_scan", True)
-        if self.manual and hasattr(wifi, "usual_home"):
+        if self.manual and wifi is not None and hasattr(wifi, "usual_home"):
             wifi.usual_home = home.wifi_ssid  # where step 4 sends the person back to
 
         self.prepare_page = PreparePage(home, can_scan=not self.manual)
@@ -507,7 +508,7 @@ class ProvisionWizard(QWizard):
         for widget in self.sim_wifi:
             widget.refresh()
         if instruction.step == 2:
-            page = self.connect_page
+            page: _StepPage = self.connect_page
             if self.currentPage() is not page:
                 return
             page.setButtonText(QWizard.WizardButton.NextButton, CONNECT_ACTION)

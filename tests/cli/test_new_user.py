@@ -273,3 +273,25 @@ def test_bulk_progress_starts_at_the_seeds_20_percent(tmp_path, monkeypatch, cap
     assert figures == sorted(figures)  # 20 → 40 → 60 → 80 → 100, never back
     assert {20, 40, 60, 80, 100} <= set(figures)
     assert "1 of 1 devices online" in out
+
+
+def test_demo_prompt_moves_the_simulated_laptop_by_name(tmp_path):
+    """On the demo the person may type a network name at the prompt, as they would pick
+    it in the OS's WiFi settings; Enter alone then confirms."""
+    from station.cli.seed_flow import TerminalConfirm
+    from station.sim.air import Air
+    from station.wifi.manual import connect_instruction
+
+    air = Air(tmp_path / "air")
+    air.add_home_network("Home", "home-pass-1")
+    air.add_home_network("Other", "other-pass")
+    air.place_laptop("Home")
+    typed = iter(["Nowhere", "Other", ""])
+    out = io.StringIO()
+    confirm = TerminalConfirm(out, move=air.move_laptop, read=lambda _p: next(typed))
+    assert confirm(connect_instruction("esp32-dht11-Setup-EF5678", "12345678")) is True
+    text = out.getvalue()
+    assert "Cannot join Nowhere" in text
+    assert "(the simulated laptop is now on Other)" in text
+    assert "press Enter for “I'm Connected to Device WiFi”" in text
+    assert air.laptop().ssid == "Other"
