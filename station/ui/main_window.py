@@ -178,8 +178,14 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
+        from station.ui.wizard import ProvisionWizard
+
         self._closed = True
         self._timer.stop()
+        for wizard in self.findChildren(ProvisionWizard):
+            # Its radio job would wait for the Configure screen forever: cancel it, so
+            # it takes the laptop home and frees the radio (StationRuntime.stop waits).
+            wizard.reject()
         self.provision_tab.shutdown(60.0)
         self.bridge.detach()
         event.accept()

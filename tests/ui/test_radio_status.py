@@ -110,3 +110,21 @@ def test_a_scan_asked_while_a_wizard_is_on_the_device_waits_until_home(qtbot, de
     laptop = rt.demo.air.laptop()
     assert laptop.ssid == rt.demo.home_ssid and not laptop.profiles
     assert tab.shutdown(30)
+
+
+def test_quitting_with_a_wizard_on_the_device_frees_the_radio_at_home(qtbot, demo_runtime):
+    rt = demo_runtime
+    window = MainWindow(rt, QtLogHandler())
+    qtbot.addWidget(window)
+    window.show()
+    window.open_wizard()
+    (wizard,) = window.findChildren(ProvisionWizard)
+    qtbot.waitUntil(lambda: wizard.prepare_page.target.count() == 3, timeout=20_000)
+    wizard.button(QWizard.WizardButton.NextButton).click()
+    qtbot.waitUntil(lambda: wizard.currentId() == CONFIGURE, timeout=30_000)
+    assert rt.demo.air.laptop().ssid != rt.demo.home_ssid
+    assert rt.radio.state().busy.startswith("single device (")
+    window.close()
+    assert rt.radio.close(20)  # the wizard's job ended, at home
+    laptop = rt.demo.air.laptop()
+    assert laptop.ssid == rt.demo.home_ssid and not laptop.profiles
