@@ -243,3 +243,38 @@ def test_radios_replace_the_backend_of_an_adapter():
     with pytest.raises(WifiUnavailable):  # the replaced one takes no new work
         first.submit(lambda: None, "late")
     assert radios.close(5)
+
+
+def test_ctrl_c_while_waiting_for_the_radio_gives_up_the_turn():
+    import ctypes
+
+    radio = Radio(Recording())
+    release = threading.Event()
+    holder = threading.Thread(target=lambda: radio.call(lambda: release.wait(5), "batch"))
+    holder.start()
+    time.sleep(0.1)
+    outcome: list[str] = []
+
+    def waiter() -> None:
+        try:
+            with radio.hold("scan from the terminal"):
+                outcome.append("granted")
+        except KeyboardInterrupt:
+            outcome.append("interrupted")
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.2)
+    assert radio.state().queued == ("scan from the terminal",)
+    # What Ctrl-C does to a waiting CLI: KeyboardInterrupt raised in that thread.
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(t.ident), ctypes.py_object(KeyboardInterrupt)
+    )
+    t.join(5)
+    assert outcome == ["interrupted"]
+    release.set()
+    holder.join(5)
+    # The abandoned turn is skipped: the radio serves the next caller at once.
+    assert radio.submit(lambda: "next", "next").result(2) == "next"
+    assert radio.state().queued == () and radio.is_idle()
+    assert radio.close(5)
