@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
             cancel_requested.set()
             print("\nCancelling: the laptop goes back home first...", file=sys.stderr)
             queue.cancel()
+            confirm.cancelled.set()
             if confirm.prompting:  # waiting for Enter: stop waiting
                 raise KeyboardInterrupt
 

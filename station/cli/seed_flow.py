@@ -155,8 +155,28 @@ class TerminalConfirm:
         # Called when the person does not confirm (end of input, Ctrl-C): the run stops
         # (the queue's cancel), it does not ask again for the next device.
         self.on_cancel: Callable[[], None] | None = None
+        # Set by a cancel (Ctrl-C, end of input): later questions are "no" at once, except
+        # step 4's "go back home", which is always asked.
+        self.cancelled = threading.Event()
 
     def __call__(self, instruction: Instruction) -> bool:
+        # From here on a Ctrl-C (provision_cmd's handler raises KeyboardInterrupt while
+        # `prompting`) is the person's "no", wherever it lands: printing or reading.
+        self.prompting = True
+        try:
+            if self.cancelled.is_set() and instruction.step != 4:
+                raise KeyboardInterrupt  # cancelled just before this question: no
+            return self._ask(instruction)
+        except (EOFError, KeyboardInterrupt):
+            print("\n(no answer: cancelled)", file=self.out, flush=True)
+            self.cancelled.set()
+            if self.on_cancel is not None:
+                self.on_cancel()
+            return False
+        finally:
+            self.prompting = False
+
+    def _ask(self, instruction: Instruction) -> bool:
         # The GUI's "click “…”" is "press Enter for “…”" here.
         text = instruction.text.replace("click “", "press Enter for “")
         print(f"\n{instruction.title}\n{text}", file=self.out, flush=True)
@@ -169,16 +189,7 @@ class TerminalConfirm:
                 flush=True,
             )
         while True:
-            self.prompting = True
-            try:
-                line = self.read(f"Press Enter for “{instruction.action}” (Ctrl-C to cancel) ")
-            except (EOFError, KeyboardInterrupt):
-                print("\n(no answer: cancelled)", file=self.out, flush=True)
-                if self.on_cancel is not None:
-                    self.on_cancel()
-                return False
-            finally:
-                self.prompting = False
+            line = self.read(f"Press Enter for “{instruction.action}” (Ctrl-C to cancel) ")
             name = line.strip()
             if not name or self.move is None:
                 return True

@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -210,3 +211,21 @@ def test_person_stays_on_the_device_network_the_table_shows_the_real_wait(tmp_pa
     seconds = float(row.split()[4])
     assert seconds >= 4.0, row  # the 4 s wait is in it; the step timings alone are ~2 s
     assert "0 of 1 devices online" in text
+
+
+def test_ctrl_c_at_the_prompt_cancels_and_still_sends_the_person_home(tmp_path, env):
+    term = Terminal(["provision", "--demo", "1", "--wifi", "manual"], env)
+    try:
+        term.wait_for("Air folder:")  # step 2's prompt is waiting for Enter
+        term.proc.send_signal(signal.SIGINT)
+        back = term.wait_for("Air folder:", timeout=30)  # step 4: go home even so
+        assert "(no answer: cancelled)" in back
+        assert "Please reconnect to your home WiFi" in back
+        term.press_enter()
+        rc, text, err = term.finish()
+    finally:
+        term.kill()
+    assert rc == 130, text[-2000:] + err[-2000:]
+    assert "Cancelling: the laptop goes back home first" in err
+    assert "Run the same command again to continue" in err
+    assert "Traceback" not in err

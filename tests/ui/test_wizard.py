@@ -283,3 +283,27 @@ def test_real_manual_backend_on_the_demo_the_person_moves_the_laptop(qtbot, manu
     qtbot.waitUntil(lambda: rt.registry.device(device.node_name).online, timeout=10_000)
     assert wizard.complete_page.device_id.text() == f"Device ID: {device.chip_id}"
     assert air.laptop().ssid == rt.demo.home_ssid
+
+
+def test_device_scan_warns_when_it_does_not_hear_the_home_network(qtbot, site):
+    """Step 3 lists the networks the device hears (GET /api/scan). A home whose network
+    the device does not hear is flagged; picking the heard one from the list works."""
+    home, password = _home(site)
+    home.wifi_ssid = "NotOnThisAir"
+    wizard = ProvisionWizard(site, home, password)
+    qtbot.addWidget(wizard)
+    wizard.show()
+    qtbot.waitUntil(lambda: wizard.prepare_page.target.count() == 3, timeout=20_000)
+    _next(wizard)
+    _at(qtbot, wizard, CONFIGURE)
+    configure = wizard.configure_page
+    qtbot.waitUntil(lambda: configure.heard is not None, timeout=10_000)
+    assert configure.ssid.text() == "NotOnThisAir"  # kept: it may be a hidden network
+    assert "does not hear “NotOnThisAir”" in configure.note.text()
+    heard = [configure.networks.itemText(i) for i in range(configure.networks.count())]
+    assert site.demo.home_ssid in heard and "NotOnThisAir" not in heard
+    configure.networks.setCurrentIndex(heard.index(site.demo.home_ssid))
+    assert configure.ssid.text() == site.demo.home_ssid
+    _next(wizard)
+    _at(qtbot, wizard, COMPLETE)
+    assert site.registry.devices()[0].is_provisioned
