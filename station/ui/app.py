@@ -254,24 +254,28 @@ def run(args: argparse.Namespace) -> int:
     state: dict[str, object] = {}
 
     def on_signal(signum: int) -> None:
+        """Close the window as its close button does: the laptop goes home, run() stops
+        the runtime. Ctrl-C during a batch asks like the button (a second Ctrl-C
+        answers Yes); SIGTERM does not ask (nobody may be there): it stops the batch."""
         log.info("%s: closing the station", signal.Signals(signum).name)
         state.setdefault("signal", signum)
         window = state.get("window")
-        if window is None:  # still starting: on_ready closes at once
+        if window is None:  # still starting: on_ready quits as soon as it is ready
             splash.setText("Stopping the station…")
             return
         assert isinstance(window, QMainWindow)
-        if window.isVisible() and state.get("asked"):
-            # A second signal while a batch runs: stop it without asking again (the
-            # close still brings the laptop home). A question box on screen is closed.
-            modal = QApplication.activeModalWidget()
-            if modal is not None:
-                modal.close()
-            window._set_running(False)  # type: ignore[attr-defined]
-        state["asked"] = True
+        modal = QApplication.activeModalWidget()
+        yes = (
+            modal.button(QMessageBox.StandardButton.Yes) if isinstance(modal, QMessageBox) else None
+        )
+        if yes is not None:  # the "Provisioning is running" question of a first signal
+            yes.click()
+            return
+        if signum != signal.SIGINT:
+            window._set_running(False)  # type: ignore[attr-defined]  # as if answered Yes
         window.close()
         if not window.isVisible():
-            app.quit()
+            app.quit()  # also ends a dialog's own event loop
 
     def work() -> None:
         try:

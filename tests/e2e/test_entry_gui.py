@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import tempfile
 import time
 
@@ -24,6 +25,12 @@ from station.ui.app import DEMO_DEVICES
 from station.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.timeout(300)
+
+
+def _shown_main_windows() -> list[MainWindow]:
+    # Visible only: an earlier test's closed window may still be a top-level widget.
+    shown = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
+    return [w for w in shown if isinstance(w, MainWindow)]
 
 
 class User:
@@ -57,8 +64,8 @@ class User:
 
     def _tick(self) -> None:
         if self.step == "find window":
-            windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
-            if windows and windows[0].isVisible():
+            windows = _shown_main_windows()
+            if windows:
                 self.window = w = windows[0]
                 w.tabs.setCurrentWidget(w.provision_tab)
                 w.provision_tab.scan_button.click()
@@ -120,4 +127,88 @@ def test_gui_demo_through_the_station_entry_point(user_env, monkeypatch):
     assert still_running(user.seen["pids"]) == set()
     assert micropython_pids() == set()
     assert not os.path.exists(user.seen["air"])
+    assert glob.glob(os.path.join(user_env["TMPDIR"], "station-demo-*")) == []
+
+
+class Interrupter:
+    """Starts the batch as a user would, then sends `signals` to this process while it
+    runs (the second one once the question box is up)."""
+
+    def __init__(self, signals: list[int]) -> None:
+        self.signals = signals
+        self.deadline = time.monotonic() + 120
+        self.step = "find window"
+        self.window: MainWindow | None = None
+        self.questions: list[str] = []
+        self.laptop = None
+        self.home_ssid = ""
+        self.error: str | None = None
+        self.timer = QTimer()
+        self.timer.timeout.connect(self.tick)
+        self.timer.start(100)
+        QApplication.instance().lastWindowClosed.connect(self.closed)
+
+    def closed(self) -> None:
+        if self.window is not None and self.laptop is None:
+            self.laptop = self.window.runtime.demo.air.laptop()
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            self.error = f"timed out at step {self.step!r}"
+            self.timer.stop()
+            QApplication.quit()
+            return
+        if self.step == "find window":
+            windows = _shown_main_windows()
+            if windows:
+                self.window = w = windows[0]
+                self.home_ssid = w.runtime.demo.home_ssid
+                w.provision_tab.scan_button.click()
+                self.step = "scan"
+            return
+        w = self.window
+        if self.step == "scan" and len(w.provision_tab.targets) == DEMO_DEVICES:
+            w.provision_tab.provision_all_button.click()
+            self.step = "provision"
+        elif self.step == "provision" and w._batch_running:
+            os.kill(os.getpid(), self.signals.pop(0))
+            self.step = "signalled"
+        elif self.step == "signalled":
+            modal = QApplication.activeModalWidget()
+            if modal is not None and modal.windowTitle() not in self.questions:
+                self.questions.append(modal.windowTitle())
+                if self.signals:
+                    os.kill(os.getpid(), self.signals.pop(0))
+
+
+@pytest.mark.parametrize(
+    ("signals", "questions"),
+    [
+        ([signal.SIGTERM], []),  # nobody may be there to answer: no question
+        ([signal.SIGINT, signal.SIGINT], ["Provisioning is running"]),  # asks; again = Yes
+    ],
+    ids=["SIGTERM", "SIGINT-twice"],
+)
+def test_a_signal_during_a_batch_closes_and_brings_the_laptop_home(
+    user_env, monkeypatch, signals, questions
+):
+    for key in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    for key, value in user_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    QApplication.instance() or QApplication([])
+    user = Interrupter(list(signals))
+    try:
+        code = main(["--demo"])
+    finally:
+        user.timer.stop()
+        QApplication.instance().lastWindowClosed.disconnect(user.closed)
+    assert user.error is None, user.error
+    assert code == 128 + signals[0]
+    assert user.questions == questions
+    assert user.laptop is not None
+    assert user.laptop.ssid == user.home_ssid and not user.laptop.profiles
+    assert micropython_pids() == set()
     assert glob.glob(os.path.join(user_env["TMPDIR"], "station-demo-*")) == []
