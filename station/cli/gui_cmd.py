@@ -69,16 +69,23 @@ def run_headless_demo(args: argparse.Namespace, settings, devices: int) -> int:
         flush=True,
     )
     stop = threading.Event()
+    queues: list[BulkQueue] = []
+
+    def on_signal(*_a: object) -> None:
+        stop.set()
+        for q in queues:
+            q.cancel()
+
+    # Before the start-up, which takes seconds: Ctrl-C then still stops the devices and
+    # removes the demo's temporary folder instead of a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     rt = StationRuntime.start(settings, db=getattr(args, "db", None), demo_devices=devices)
     try:
+        if stop.is_set():
+            return 130
         queue = BulkQueue(rt.provisioning_station(), ProgressPrinter())
-
-        def on_signal(*_a: object) -> None:
-            stop.set()
-            queue.cancel()
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+        queues.append(queue)
         home = rt.registry.homes()[0]
         queue.add(queue.scan(), home)
         summary = queue.run(home, rt.secrets.home_password(home.id) or "")

@@ -178,3 +178,17 @@ def test_provision_demo_through_the_entry_point_leaves_nothing(user_env):
     assert still_running(station.pids) == set()
     assert _leftovers(user_env) == []
     assert "Traceback" not in station.stderr
+
+
+def test_terminal_demo_stopped_while_starting(user_env):
+    station = Station(["--demo"], _env(user_env, display=False))
+    try:
+        station.wait_for(r"running the demo in the terminal", "stderr", 30)
+        took = station.stop(signal.SIGINT, timeout=60)
+    finally:
+        station.kill()
+    assert station.proc.returncode == 130, station.output()
+    assert took < 30
+    assert "Traceback" not in station.stderr + station.stdout, station.output()
+    assert "devices online" not in station.stdout  # it stopped before provisioning
+    assert _leftovers(user_env) == []
