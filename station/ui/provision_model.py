@@ -200,7 +200,7 @@ class ProvisionQueueModel(QAbstractTableModel):
                     p.node_name,
                     str(p.step),
                     p.progress,
-                    str(p.status),
+                    p.status,
                     p.error,
                     {},
                     p.message,
@@ -208,7 +208,7 @@ class ProvisionQueueModel(QAbstractTableModel):
             )
             return
         row = self._rows[i]
-        row.step, row.progress, row.status = str(p.step), p.progress, str(p.status)
+        row.step, row.progress, row.status = str(p.step), p.progress, p.status
         row.error, row.message = p.error, p.message
         self._changed(i)
 
