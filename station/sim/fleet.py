@@ -1,4 +1,9 @@
-"""A fleet of simulated devices with distinct chip ids, supervised from one thread."""
+"""A fleet of simulated devices with distinct chip ids, supervised from one thread.
+
+The supervisor restarts devices that reboot; the processes themselves are forked by
+station.sim.device's process-wide spawner thread, so a device lives as long as this
+process (or until the fleet stops it), whichever thread started or rebooted it.
+"""
 
 from __future__ import annotations
 
