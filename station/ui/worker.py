@@ -26,6 +26,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QThread, QThreadPool, Signal
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from station.device_client import DeviceError, HeardNetwork
 from station.provisioning import (
     BulkQueue,
     Progress,
@@ -37,6 +38,7 @@ from station.provisioning import (
     Ticket,
 )
 from station.registry import OPEN, Home, Status
+from station.wifi.base import Link
 from station.wifi.errors import Cancelled
 from station.wifi.guard import Excursion
 from station.wifi.manual import Instruction
@@ -521,10 +523,8 @@ class DeviceWorker(_Relay):
         # holds the radio until the laptop is home.
         self._task(body, radio=f"single device ({ticket.target.ssid})")
 
-    def _device_networks(self, link: Any, ticket: Ticket) -> Any:
+    def _device_networks(self, link: Link, ticket: Ticket) -> list[HeardNetwork] | None:
         """The device's own scan, or None if it cannot tell (the flow goes on)."""
-        from station.device_client import DeviceError
-
         try:
             return self.station.client(link, ticket.target.ssid).scan()
         except DeviceError as exc:
