@@ -99,7 +99,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    password = read_password(args.password_stdin)
+    password = read_password(
+        args.password_stdin, command=f"homes add {args.name!r} --ssid {args.ssid!r}"
+    )
     check_wifi_password(password)
     registry = open_registry(args, load_settings(args))
     store = SecretStore()

@@ -61,7 +61,7 @@ def test_homes_add_without_a_terminal_says_how_to_pass_the_password(tmp_path, en
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "EOFError" not in proc.stderr
     assert "the home WiFi password is needed" in proc.stderr
-    assert "--password-stdin" in proc.stderr
+    assert "| station homes add 'X' --ssid 'Y' --password-stdin" in proc.stderr
     # Nothing half-done: no home was added.
     reg = Registry(db)
     assert reg.homes() == []
