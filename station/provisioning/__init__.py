@@ -2,8 +2,10 @@
 
 from station.provisioning.events import Listener, Progress
 from station.provisioning.flow import (
+    BrokerLink,
     Provisioner,
     ProvisioningError,
+    SetupClient,
     SetupTarget,
     Station,
     Ticket,
@@ -14,12 +16,14 @@ from station.provisioning.steps import PROGRESS, Status, Step
 
 __all__ = [
     "PROGRESS",
+    "BrokerLink",
     "BulkQueue",
     "Listener",
     "Progress",
     "Provisioner",
     "ProvisioningError",
     "RunSummary",
+    "SetupClient",
     "SetupTarget",
     "Station",
     "Status",

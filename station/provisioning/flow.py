@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import peewee
 
@@ -34,6 +34,10 @@ from station.wifi.base import Link, WifiBackend
 from station.wifi.errors import Cancelled, WifiError
 from station.wifi.guard import Excursion
 from station.wifi.journal import Journal
+
+if TYPE_CHECKING:
+    from station.device_client import DeviceInfo, HeardNetwork, TrialStatus
+    from station.registry.tracking import DeviceUpdate
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +71,62 @@ def is_setup_ap(ssid: str, prefix: str) -> bool:
     return ssid == prefix or (ssid.startswith(prefix + "-") and len(ssid) == len(prefix) + 7)
 
 
+class BrokerLink(Protocol):
+    """What the flow needs of the broker (broker.EmbeddedBroker, or a test's stand-in)."""
+
+    def device_registered(self, device: Device) -> None: ...
+
+    def add_listener(self, listener: Callable[[DeviceUpdate], None]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[DeviceUpdate], None]) -> None: ...
+
+
+class SetupClient(Protocol):
+    """What the flow needs of the device's setup API (station.device_client.DeviceClient)."""
+
+    def info(self) -> DeviceInfo: ...
+
+    def scan(self) -> list[HeardNetwork]: ...
+
+    def send_wifi(self, ssid: str, password: str) -> None: ...
+
+    def send_mqtt(
+        self,
+        broker: str,
+        port: int,
+        topic_prefix: str,
+        node_name: str,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None: ...
+
+    def wait_for_trial(
+        self,
+        timeout: float,
+        poll: float = 0.5,
+        cancel: threading.Event | None = None,
+        *,
+        broker: bool | None = None,
+    ) -> TrialStatus: ...
+
+    def restart(self, *, confirm_timeout: float = 5.0) -> None: ...
+
+
 @dataclass
 class Station:
     """What a provisioning run needs; built once by the CLI or GUI."""
 
     registry: Registry
-    broker: Any  # broker.EmbeddedBroker (kept loose: tests may pass a stand-in)
+    broker: BrokerLink
     wifi: WifiBackend
     settings: ProvisioningSettings
     broker_host: str  # the address devices are told to use (the laptop on the home LAN)
     broker_port: int
     journal: Journal | None = None
-    client_factory: Callable[..., Any] | None = None
+    # (base URL, ap_ssid=...) -> client; default DeviceClient
+    client_factory: Callable[..., SetupClient] | None = None
 
-    def client(self, link: Link, ap_ssid: str) -> Any:
+    def client(self, link: Link, ap_ssid: str) -> SetupClient:
         from station.device_client import DeviceClient
 
         factory = self.client_factory or DeviceClient
@@ -314,7 +360,9 @@ class Provisioner:
             progress=80,
         )
 
-    def _configure(self, ticket: Ticket, client: Any, home_ssid: str, home_password: str) -> None:
+    def _configure(
+        self, ticket: Ticket, client: SetupClient, home_ssid: str, home_password: str
+    ) -> None:
         s = self.station
         info = client.info()
         self._check_cancel()
@@ -383,8 +431,8 @@ class Provisioner:
         result: dict[str, bool] = {}
         wake = threading.Event()
 
-        def on_update(update: Any) -> None:
-            if getattr(update, "kind", None) == "online":
+        def on_update(update: DeviceUpdate) -> None:
+            if update.kind == "online":
                 wake.set()
 
         self.station.broker.add_listener(on_update)
