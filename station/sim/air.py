@@ -52,6 +52,9 @@ Layout (all names relative to the air folder)::
                         {"ssid": "esp32-dht11-Setup-EF5678", "bssid": ""}},
                                           # temporary profiles that exist now (no passwords)
          "switches": 4}                   # completed joins and returns, for benchmarks
+        With the manual WiFi backend the person moves the laptop instead
+        (Air.move_laptop: a home network or a setup AP, as picked in the OS's WiFi
+        settings), and Air.laptop_gateway() is its gateway, as the OS would tell.
         Absent: the laptop is on no network and holds no temporary profile. It
         outlives the station process, so a restarted station (recover()) finds the
         laptop where a crashed one left it.

@@ -21,6 +21,7 @@ message in front ("Cannot reach device. Make sure you're connected to ..."); aft
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -188,7 +189,7 @@ class ManualBackend(WifiBackend):
         bssid: str | None = None,
         timeout: float = 30.0,
         probe: Probe | None = None,
-        cancel: Any = None,
+        cancel: threading.Event | None = None,
         on_profile: ProfileCallback | None = None,
     ) -> Link:
         """Ask the person to join `ssid`, then look for the device at the gateway; if it

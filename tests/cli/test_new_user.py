@@ -295,3 +295,20 @@ def test_demo_prompt_moves_the_simulated_laptop_by_name(tmp_path):
     assert "(the simulated laptop is now on Other)" in text
     assert "press Enter for “I'm Connected to Device WiFi”" in text
     assert air.laptop().ssid == "Other"
+
+
+def test_device_scan_report_warns_when_the_home_network_is_not_heard():
+    """Step 3's device scan in a bulk run: only a warning when the home is not heard."""
+    from station.cli.seed_flow import print_device_networks
+    from station.device_client import HeardNetwork
+
+    out = io.StringIO()
+    report = print_device_networks("MyHomeWiFi", out, full=False)
+    report("esp32-dht11-Setup-EF5678", [HeardNetwork("MyHomeWiFi", -51, True)], None)
+    assert out.getvalue() == ""  # heard: nothing to say in a bulk run
+    report("esp32-dht11-Setup-EF5678", [HeardNetwork("Neighbour", -70, True)], None)
+    assert "esp32-dht11-Setup-EF5678 does not hear the home network 'MyHomeWiFi'" in (
+        out.getvalue()
+    )
+    report("esp32-dht11-Setup-EF5678", None, "the device sent a malformed answer")
+    assert "network scan failed: the device sent a malformed answer" in out.getvalue()
