@@ -182,11 +182,14 @@ def run(args: argparse.Namespace) -> int:
             log.info("%s", report)
         printer = ProgressPrinter(steps=manual)
         station = rt.provisioning_station()
-        # Step 3 asks the device which networks it hears (all of them shown in the
-        # manual flow; a bulk run only warns when the home network is not among them).
-        station.client_factory = device_scan_reporter(
-            print_device_networks(home.wifi_ssid, sys.stdout, full=manual)
-        )
+        if manual:
+            # Step 3 shows the networks the device hears (GET /api/scan), with a warning
+            # when the home network is not among them. Not in a bulk run: a real ESP32
+            # scan takes seconds per device, and each batch must be home within
+            # max_away_s (a missing home network still fails the device's trial).
+            station.client_factory = device_scan_reporter(
+                print_device_networks(home.wifi_ssid, sys.stdout)
+            )
         queue = BulkQueue(station, printer)
         confirm.on_cancel = queue.cancel
 

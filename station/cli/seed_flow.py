@@ -233,29 +233,27 @@ def device_scan_reporter(report: ScanReport) -> Callable[..., DeviceClient]:
     return ScanningClient
 
 
-def print_device_networks(home_ssid: str, out: TextIO, *, full: bool) -> ScanReport:
-    """A ScanReport for the terminal: the networks the device hears (all of them with
-    `full`, the manual flow), and a warning when the home network is not among them."""
+def print_device_networks(home_ssid: str, out: TextIO) -> ScanReport:
+    """A ScanReport for the terminal: the networks the device hears, and a warning when
+    the home network is not among them."""
 
     def report(ap_ssid: str, networks: list[HeardNetwork] | None, error: str | None) -> None:
         lines: list[str] = []
         if networks is None:
             lines.append(f"       (the device's network scan failed: {error})")
         else:
-            if full:
-                lines.append(f"       Networks the device hears ({len(networks)}):")
-                for n in networks:
-                    lock = "secured" if n.secure else "open"
-                    mark = "  <- home" if n.ssid == home_ssid else ""
-                    lines.append(f"         {n.ssid:<32} {n.rssi:>4} dBm  {lock}{mark}")
+            lines.append(f"       Networks the device hears ({len(networks)}):")
+            for n in networks:
+                lock = "secured" if n.secure else "open"
+                mark = "  <- home" if n.ssid == home_ssid else ""
+                lines.append(f"         {n.ssid:<32} {n.rssi:>4} dBm  {lock}{mark}")
             if all(n.ssid != home_ssid for n in networks):
                 lines.append(
                     f"       warning: {ap_ssid} does not hear the home network "
                     f"'{home_ssid}'. It may be out of range or 5 GHz only (an ESP32 "
                     "uses 2.4 GHz); the device will try it anyway."
                 )
-        if lines:
-            print("\n".join(lines), file=out, flush=True)
+        print("\n".join(lines), file=out, flush=True)
 
     return report
 

@@ -128,8 +128,10 @@ def test_broker_command_port_taken(tmp_path, env):
 def test_no_subcommand_without_display_runs_headless(tmp_path, env):
     cfg = tmp_path / "settings.json"
     # A WiFi backend named explicitly: a real station, not the demo.
-    cfg.write_text('{"broker": {"bind_host": "127.0.0.1", "port": 0}, '
-                   '"provisioning": {"wifi_backend": "manual"}}')
+    cfg.write_text(
+        '{"broker": {"bind_host": "127.0.0.1", "port": 0}, '
+        '"provisioning": {"wifi_backend": "manual"}}'
+    )
     env.pop("DISPLAY", None)
     env.pop("WAYLAND_DISPLAY", None)
     env.pop("QT_QPA_PLATFORM", None)
@@ -154,8 +156,9 @@ def test_no_display_and_no_wifi_control_runs_the_demo_in_the_terminal(tmp_path, 
     env.pop("DISPLAY", None)
     env.pop("WAYLAND_DISPLAY", None)
     env.pop("QT_QPA_PLATFORM", None)
-    proc = subprocess.Popen(station(), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        station(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     lines = []
     try:
         for line in proc.stdout:

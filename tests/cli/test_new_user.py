@@ -298,15 +298,18 @@ def test_demo_prompt_moves_the_simulated_laptop_by_name(tmp_path):
 
 
 def test_device_scan_report_warns_when_the_home_network_is_not_heard():
-    """Step 3's device scan in a bulk run: only a warning when the home is not heard."""
+    """Step 3's device scan in the terminal: the list, and a warning when the home
+    network is not in it (the device tries it anyway: it may be hidden)."""
     from station.cli.seed_flow import print_device_networks
     from station.device_client import HeardNetwork
 
     out = io.StringIO()
-    report = print_device_networks("MyHomeWiFi", out, full=False)
+    report = print_device_networks("MyHomeWiFi", out)
     report("esp32-dht11-Setup-EF5678", [HeardNetwork("MyHomeWiFi", -51, True)], None)
-    assert out.getvalue() == ""  # heard: nothing to say in a bulk run
-    report("esp32-dht11-Setup-EF5678", [HeardNetwork("Neighbour", -70, True)], None)
+    assert "MyHomeWiFi" in out.getvalue() and "<- home" in out.getvalue()
+    assert "warning" not in out.getvalue()
+    report("esp32-dht11-Setup-EF5678", [HeardNetwork("Neighbour", -70, False)], None)
+    assert "Neighbour" in out.getvalue() and "open" in out.getvalue()
     assert "esp32-dht11-Setup-EF5678 does not hear the home network 'MyHomeWiFi'" in (
         out.getvalue()
     )
