@@ -26,7 +26,7 @@ import peewee
 from station.errors import StationError
 from station.provisioning.events import Listener, Progress
 from station.provisioning.steps import PROGRESS
-from station.registry import Device, Home, ProvisioningJob, Registry
+from station.registry import Device, Home, ProvisioningJob, Registry, RegistryError
 from station.registry.models import utcnow
 from station.registry.status import Status, Step
 from station.settings import ProvisioningSettings
@@ -75,6 +75,8 @@ class BrokerLink(Protocol):
     """What the flow needs of the broker (broker.EmbeddedBroker, or a test's stand-in)."""
 
     def device_registered(self, device: Device) -> None: ...
+
+    def device_removed(self, device: Device) -> None: ...
 
     def add_listener(self, listener: Callable[[DeviceUpdate], None]) -> None: ...
 
@@ -366,6 +368,7 @@ class Provisioner:
         s = self.station
         info = client.info()
         self._check_cancel()
+        self._adopt_known_chip(ticket, info.chip_id)
         s.registry.set_chip_id(
             ticket.device, info.chip_id, model=info.model, firmware=info.firmware, mac=info.mac
         )
@@ -408,6 +411,32 @@ class Provisioner:
             f"{getattr(trial, 'ip', None) or 'unknown'}); restarting",
         )
         self._report(ticket, Step.CONFIGURE, Status.RUNNING, "restarting the device", progress=80)
+
+    def _adopt_known_chip(self, ticket: Ticket, chip_id: str) -> None:
+        """The chip answering on this AP may already be registered under another entry
+        (a rerun whose scan told nothing apart before /api/info). Then that entry is
+        configured again (its node name and topic, a fresh token) and the new entry
+        is dropped; a chip registered to an entry that is not new stays an error."""
+        s = self.station
+        try:
+            known = s.registry.device(chip_id)
+        except RegistryError:
+            return
+        if known.id == ticket.device.id:
+            return
+        dropped = s.registry.move_job(ticket.job, known)
+        s.broker.device_removed(dropped)
+        ticket.device = ticket.job.device
+        ticket.token = s.registry.rotate_token(ticket.device)
+        s.broker.device_registered(ticket.device)
+        self._report(
+            ticket,
+            Step.CONFIGURE,
+            Status.RUNNING,
+            f"chip {chip_id} is already registered as {ticket.device.node_name}: "
+            f"configuring that entry again ({dropped.node_name} dropped)",
+            progress=62,
+        )
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():

@@ -225,6 +225,40 @@ class Registry:
             )
         return job
 
+    def move_job(self, job: ProvisioningJob, to: Device) -> Device:
+        """Step 3 found that a just-registered entry's chip is already registered as `to`
+        (a rerun over a setup AP that told nothing apart, such as the seed's plain SSID):
+        the job moves to `to` and the new entry is deleted; returns the deleted entry.
+        Only an entry with no chip id, never provisioned and no other job is dropped
+        (RegistryError otherwise). Its node number is not handed out again."""
+        with write_transaction(self.db):
+            fresh = Device.get_by_id(job.device_id)
+            others = (
+                ProvisioningJob.select()
+                .where((ProvisioningJob.device == fresh.id) & (ProvisioningJob.id != job.id))
+                .exists()
+            )
+            if fresh.id == to.id or fresh.chip_id is not None or fresh.is_provisioned or others:
+                raise RegistryError(
+                    f"{fresh.node_name} is not a new entry; it cannot be merged into {to.node_name}"
+                )
+            ProvisioningJob.update(device=to.id, updated_at=utcnow()).where(
+                ProvisioningJob.id == job.id
+            ).execute()
+            if job.home_id is not None and to.home_id != job.home_id:
+                Device.update(home=job.home_id).where(Device.id == to.id).execute()
+            Device.delete().where(Device.id == fresh.id).execute()
+            self._event(
+                to,
+                "reprovision",
+                f"{to.node_name} found again over {job.ap_ssid or 'its setup network'}: "
+                f"configured under its first entry, new entry {fresh.node_name} dropped",
+                {"provisioning_id": job.provisioning_id, "dropped": fresh.node_name},
+            )
+        job.device = Device.get_by_id(to.id)
+        log.info("registry: %s is %s again; dropped %s", job.ap_ssid, to.node_name, fresh.node_name)
+        return fresh
+
     def _take_node_number(self) -> int:
         key = f"node_counter:{self.node_name_prefix}"
         row = Meta.get_or_none(Meta.key == key)

@@ -131,3 +131,26 @@ def test_mark_offline_spares_the_connected(registry):
     assert registry.events(registry.device(names[0]))[0].kind == "offline"
     assert registry.events(registry.device(names[1]))[0].kind != "offline"
     assert registry.mark_offline(connected={names[1]}) == []
+
+
+def test_move_job_drops_only_a_new_entry(registry):
+    import pytest
+
+    from station.registry import RegistryError
+
+    home = registry.add_home("Smith", "MyHomeWiFi")
+    known = registry.register_device()
+    registry.set_chip_id(known.device, "A4CF12EF5678")
+    fresh = registry.register_device(home=home, ap_ssid="esp32-dht11-Setup")
+    dropped = registry.move_job(fresh.job, known.device)
+    assert dropped.node_name == "esp32_dht11_002"
+    assert [d.node_name for d in registry.devices()] == ["esp32_dht11_001"]
+    job = registry.job(fresh.job.provisioning_id)
+    assert job.device.id == known.device.id and job.device.home.id == home.id
+    assert registry.register_device().device.node_name == "esp32_dht11_003"
+    # An entry that has a chip (or history) is never dropped.
+    other = registry.register_device()
+    registry.set_chip_id(other.device, "A4CF12000001")
+    with pytest.raises(RegistryError, match="not a new entry"):
+        registry.move_job(other.job, known.device)
+    assert len(registry.devices()) == 3
