@@ -229,3 +229,34 @@ def test_ctrl_c_at_the_prompt_cancels_and_still_sends_the_person_home(tmp_path, 
     assert "Cancelling: the laptop goes back home first" in err
     assert "Run the same command again to continue" in err
     assert "Traceback" not in err
+
+
+def test_two_devices_one_after_the_other_moving_the_laptop_by_typing(tmp_path, env):
+    """`--demo 2 --wifi manual`: the seed's five steps for each device in turn; the person
+    moves the simulated laptop by typing the network's name at the prompt (the demo's
+    stand-in for the WiFi settings), then presses Enter."""
+    term = Terminal(["provision", "--demo", "2", "--wifi", "manual"], env)
+    joined: list[str] = []
+    try:
+        for _device in range(2):
+            step2 = term.wait_for("Air folder:")
+            m = AP_RE.search(step2)
+            assert m is not None, step2
+            joined.append(m.group(1))
+            term.proc.stdin.write(m.group(1) + "\n\n")  # join it, then "I'm Connected"
+            term.proc.stdin.flush()
+            term.wait_for("Please reconnect to your home WiFi")
+            term.proc.stdin.write("DemoHomeWiFi\n\n")  # back home, then "Check Device …"
+            term.proc.stdin.flush()
+            term.wait_for("Added to: Demo home")
+        rc, text, err = term.finish()
+    finally:
+        term.kill()
+    assert rc == 0, text[-3000:] + err[-3000:]
+    assert len(set(joined)) == 2  # each device's own network, one after the other
+    assert text.count("(the simulated laptop is now on DemoHomeWiFi)") == 2
+    assert text.count("✓ Device Connected") == 2
+    assert "2 of 2 devices online" in text
+    for node in ("esp32_dht11_001", "esp32_dht11_002"):
+        figures = _figures(text, node)
+        assert figures == sorted(figures) and figures[-1] == 100
