@@ -148,6 +148,7 @@ class ManualBackend(WifiBackend):
         # The home network to send the person back to when the station cannot read the
         # current one (it never can here): the CLI and the wizard set the home's SSID.
         self.usual_home: str | None = None
+        self._looks = 0  # gateway lookups so far (alternating with 192.168.4.1)
 
     @classmethod
     def availability(cls, system: str, **options: Any) -> Availability:
@@ -238,7 +239,13 @@ class ManualBackend(WifiBackend):
             log.debug("gateway lookup failed", exc_info=True)
             found = None
         if isinstance(found, DeviceAddress):
-            return found
+            return found  # a simulated site knows exactly where the device is
+        if found and found != SEED_DEVICE_HOST:
+            # The OS's default route may run over another adapter (Ethernet) while WiFi
+            # is on the device's network: every other look tries the seed's address.
+            self._looks += 1
+            if self._looks % 2 == 0:
+                return DeviceAddress(SEED_DEVICE_HOST)
         return DeviceAddress(found or SEED_DEVICE_HOST)
 
     def _gateway(self) -> str | None:

@@ -231,3 +231,19 @@ def test_air_gateway_lookup_never_sends_the_backend_off_loopback(tmp_path):
     assert air.laptop().ssid == "MyHomeWiFi"  # a wrong password moves nothing
     air.move_laptop("esp32-dht11-Setup-EF5678", "12345678")
     assert lookup() == DeviceAddress("127.0.0.1", 4321)
+
+
+def test_a_default_route_over_another_adapter_still_finds_the_seed_address(monkeypatch):
+    """Ethernet plugged in: the OS's default gateway is the wired router, while the WiFi is
+    on the device's network; the device is then found at the seed's 192.168.4.1."""
+    seen: list[DeviceAddress] = []
+
+    def probe(addr):
+        seen.append(addr)
+        return addr.host == "192.168.4.1"  # no traffic: only the device answers here
+
+    monkeypatch.setattr(netinfo, "default_gateway", lambda system=None: "192.168.29.1")
+    backend = ManualBackend(lambda _i: True, probe=probe, poll_interval=0.01)
+    link = backend.connect("esp32-dht11-Setup-EF5678", "12345678", timeout=2)
+    assert link.device == DeviceAddress("192.168.4.1")
+    assert seen[0] == DeviceAddress("192.168.29.1")  # the joined network's gateway first
