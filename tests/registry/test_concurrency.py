@@ -22,8 +22,10 @@ def test_read_then_write_transactions_never_fail_with_locked(tmp_path):
         tracker = Tracker(reading_min_interval_s=0)
         try:
             while not stop.is_set():
-                batch = [Observation("state", i.device.topic_prefix, utcnow(),
-                                     {"temperature": 20.0}) for i in seed]
+                batch = [
+                    Observation("state", i.device.topic_prefix, utcnow(), {"temperature": 20.0})
+                    for i in seed
+                ]
                 with write_transaction(reg.db):  # reads device ids, then writes
                     tracker.apply(batch)
         except BaseException as exc:
