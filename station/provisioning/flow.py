@@ -256,6 +256,9 @@ class Provisioner:
                 "nothing was changed.",
                 Step.PREPARE,
             ) from exc
+        if target.chip_suffix:
+            for orphan in self.station.registry.drop_orphans(device, target.ssid):
+                self.station.broker.device_removed(orphan)
         ticket = self.resume(job)
         ticket.timings[Step.PREPARE] = round(time.monotonic() - started, 3)
         self._report(

@@ -259,6 +259,41 @@ class Registry:
         log.info("registry: %s is %s again; dropped %s", job.ap_ssid, to.node_name, fresh.node_name)
         return fresh
 
+    def drop_orphans(self, device: Device, ap_ssid: str) -> list[Device]:
+        """Entries a rerun registered again for `device`'s setup AP before reruns reused
+        entries: no chip id, never provisioned, every job over `ap_ssid` (a suffixed setup
+        SSID names one chip) and none open. They are deleted; returns them."""
+        with write_transaction(self.db):
+            over_ap = ProvisioningJob.select(ProvisioningJob.device).where(
+                ProvisioningJob.ap_ssid == ap_ssid
+            )
+            elsewhere = ProvisioningJob.select(ProvisioningJob.device).where(
+                (ProvisioningJob.ap_ssid.is_null(True))
+                | (ProvisioningJob.ap_ssid != ap_ssid)
+                | ProvisioningJob.status.in_(OPEN)
+            )
+            orphans = list(
+                Device.select().where(
+                    (Device.id != device.id)
+                    & Device.chip_id.is_null(True)
+                    & (Device.is_provisioned == False)  # noqa: E712
+                    & Device.id.in_(over_ap)
+                    & Device.id.not_in(elsewhere)
+                )
+            )
+            if orphans:
+                Device.delete().where(Device.id.in_([d.id for d in orphans])).execute()
+                names = ", ".join(d.node_name for d in orphans)
+                self._event(
+                    device,
+                    "orphans_removed",
+                    f"removed {names}: earlier runs registered {device.node_name}'s chip "
+                    "again under them",
+                    {"removed": [d.node_name for d in orphans]},
+                )
+                log.info("registry: removed %s (entries again for %s)", names, device.node_name)
+        return orphans
+
     def _take_node_number(self) -> int:
         key = f"node_counter:{self.node_name_prefix}"
         row = Meta.get_or_none(Meta.key == key)

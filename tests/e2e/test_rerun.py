@@ -55,13 +55,24 @@ def test_rerun_after_a_failed_batch_reuses_the_entries(tmp_path):
     assert all(chip for chip, _, _ in devices.values())  # /api/info came before the failure
     assert jobs == {n: [Status.FAILED] for n in NODES}
 
+    # What reruns before this fix left: the first chip registered again (no chip id,
+    # a failed job over the same setup AP), an orphan row.
+    reg = Registry(str(tmp_path / "r.db"))
+    try:
+        ap = reg.device(NODES[0]).jobs[0].ap_ssid
+        orphan = reg.register_device(home=reg.homes()[0], ap_ssid=ap)
+        reg.update_job(orphan.job, status=Status.FAILED, error="already registered")
+        assert orphan.device.node_name == "esp32_dht11_004"
+    finally:
+        reg.close()
+
     # The same site again (same chips, back in setup mode), the right password.
     second = _station(tmp_path, "provision", "--demo", "3")
     out = second.stdout
     assert second.returncode == 0, out[-3000:] + second.stderr[-3000:]
     assert "3 of 3 devices online" in out
     assert out.count("already registered as esp32_dht11_00") == 3
-    assert "esp32_dht11_004" not in out
+    assert "esp32_dht11_005" not in out  # no new entry
     for node in NODES:
         assert any(line.startswith(node) and " online " in line for line in out.splitlines())
     after, jobs = _registry_facts(tmp_path)
@@ -82,6 +93,10 @@ def test_rerun_after_a_failed_batch_reuses_the_entries(tmp_path):
             kinds = [e.kind for e in reg.events(reg.device(node))]
             assert kinds.count("provisioning_failed") == 1
             assert kinds.count("reprovision") == 1
+        first_events = reg.events(reg.device(NODES[0]))
+        assert [e.data for e in first_events if e.kind == "orphans_removed"] == [
+            {"removed": ["esp32_dht11_004"]}
+        ]
     finally:
         reg.close()
 

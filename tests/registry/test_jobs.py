@@ -154,3 +154,27 @@ def test_move_job_drops_only_a_new_entry(registry):
     with pytest.raises(RegistryError, match="not a new entry"):
         registry.move_job(other.job, known.device)
     assert len(registry.devices()) == 3
+
+
+def test_drop_orphans_removes_only_reregistrations_of_that_ap(registry):
+    ap = "esp32-dht11-Setup-EF5678"
+    first = registry.register_device(ap_ssid=ap)
+    registry.set_chip_id(first.device, "A4CF12EF5678")
+    orphan = registry.register_device(ap_ssid=ap)
+    registry.update_job(orphan.job, status=Status.FAILED)
+    in_flight = registry.register_device(ap_ssid=ap)  # open job: not an orphan
+    other_ap = registry.register_device(ap_ssid="esp32-dht11-Setup-111111")
+    registry.update_job(other_ap.job, status=Status.FAILED)
+    api = registry.register_device()  # backend API: no AP at all
+    registry.update_job(api.job, status=Status.FAILED)
+
+    dropped = registry.drop_orphans(first.device, ap)
+    assert [d.node_name for d in dropped] == [orphan.device.node_name]
+    assert [d.node_name for d in registry.devices()] == [
+        first.device.node_name,
+        in_flight.device.node_name,
+        other_ap.device.node_name,
+        api.device.node_name,
+    ]
+    assert registry.events(first.device)[0].kind == "orphans_removed"
+    assert registry.drop_orphans(first.device, ap) == []
