@@ -15,7 +15,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
 
 from station.registry.db import write_transaction
 from station.registry.tracking import DeviceUpdate, Observation, Tracker, parse_message
@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[DeviceUpdate], None]
 _EPOCH = dt.datetime(1970, 1, 1)
+
+
+@dataclass
+class _Call:
+    """Work for the writer thread, run in order with the observations around it."""
+
+    fn: Callable[[], list[DeviceUpdate]]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
 
 
 def _parse(item: Observation | tuple[str, bytes, float]) -> Observation | None:
@@ -41,7 +50,7 @@ class IngestWriter:
         self.tracker = tracker
         self.flush_interval = flush_interval
         self.max_batch = max_batch
-        self._queue: deque[Observation | tuple[str, bytes, float]] = deque()
+        self._queue: deque[Observation | tuple[str, bytes, float] | _Call] = deque()
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -85,16 +94,36 @@ class IngestWriter:
             while True:
                 stopping = self._stop.wait(self.flush_interval)
                 while self._queue:
-                    batch: list[Any] = []
+                    batch: list[Observation | tuple[str, bytes, float]] = []
                     while self._queue and len(batch) < self.max_batch:
-                        batch.append(self._queue.popleft())
-                    self._write(batch)
+                        item = self._queue[0]
+                        if isinstance(item, _Call):
+                            if batch:
+                                break  # write what came before it first
+                            self._queue.popleft()
+                            self._run_call(item)
+                            continue
+                        self._queue.popleft()
+                        batch.append(item)
+                    if batch:
+                        self._write(batch)
                 if stopping:
                     return
         finally:
             # A shared (":memory:") connection belongs to the opener, not to this thread.
             if self.db.thread_safe and not self.db.is_closed():
                 self.db.close()
+
+    def run_in_writer(self, fn: Callable[[], list[DeviceUpdate]], timeout: float = 10.0) -> None:
+        """Run `fn` in the writer thread after everything queued before it, tell the
+        listeners the updates it returns, and return once that is done (its exception
+        is re-raised here). The thread must be running."""
+        call = _Call(fn)
+        self._queue.append(call)
+        if not call.done.wait(timeout):
+            raise TimeoutError(f"the registry writer did not run the call within {timeout} s")
+        if call.error is not None:
+            raise call.error
 
     def notify(self, updates: list[DeviceUpdate]) -> None:
         """Tell the listeners about changes written elsewhere (in the caller's thread)."""
@@ -104,6 +133,14 @@ class IngestWriter:
                     listener(update)
                 except Exception:
                     log.exception("device listener failed")
+
+    def _run_call(self, call: _Call) -> None:
+        try:
+            self.notify(call.fn())
+        except BaseException as exc:
+            call.error = exc
+        finally:
+            call.done.set()
 
     def _write(self, batch: list) -> None:
         updates: list[DeviceUpdate] = []

@@ -32,7 +32,7 @@ from station.loop_thread import LoopThread
 from station.registry.credentials import new_token
 from station.registry.models import Device
 from station.registry.service import Registry
-from station.registry.tracking import Tracker
+from station.registry.tracking import DeviceUpdate, Tracker
 from station.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
@@ -143,12 +143,7 @@ class EmbeddedBroker:
             return
         keepalive.install()
         self.access.load(self.registry.all_credentials())
-        # Before anyone can connect or read: a station that was killed left devices
-        # `online` with no connection behind them. What this broker does not see
-        # connected is offline (devices reconnect and say `online` again).
-        stale = self.registry.mark_offline(connected=set(self.hub.live))
         HUBS[self._hub_id] = self.hub
-        self.ingest.notify([self.tracker.offline_update(d) for d in stale])
         self.ingest.start()
         try:
             self._lt.start(self._start_amqtt, START_TIMEOUT_S)
@@ -158,6 +153,7 @@ class EmbeddedBroker:
             if isinstance(exc, Exception):
                 raise self._start_error(exc) from exc
             raise
+        self._mark_unconnected_offline()
         if self.settings.gc_tuning:
             tune_gc()
         if self.settings.seed_app_devices:
@@ -173,6 +169,23 @@ class EmbeddedBroker:
             self.port,
             len(self.registry.all_credentials()),
         )
+
+    def _mark_unconnected_offline(self) -> None:
+        """A station that was killed left devices `online` with no connection behind
+        them: what this broker does not see connected is offline, before start()
+        returns (so before anyone reads the table). Only once listening, so a start that
+        fails (port taken by a station that runs) changes nothing; in the registry
+        writer, in order with what devices said since; against the connections read on
+        the broker loop inside the transaction. Devices say `online` when they reconnect."""
+
+        async def live() -> set[str]:
+            return set(self.hub.live)
+
+        def mark() -> list[DeviceUpdate]:
+            stale = self.registry.mark_offline(lambda: self._lt.call(live(), START_TIMEOUT_S))
+            return [self.tracker.offline_update(d) for d in stale]
+
+        self.ingest.run_in_writer(mark, START_TIMEOUT_S)
 
     def _config(self) -> dict[str, Any]:
         return {

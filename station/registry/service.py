@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -361,17 +361,20 @@ class Registry:
             .first()
         )
 
-    def mark_offline(self, connected: Collection[str] = ()) -> list[Device]:
+    def mark_offline(
+        self, connected: Collection[str] | Callable[[], Collection[str]] = ()
+    ) -> list[Device]:
         """Every device marked online whose node name is not in `connected` goes offline,
         in one update, with an `offline` event each; returns them (now offline).
 
         The embedded broker calls it as it starts: a station that was killed left rows
-        `online` with no connection behind them."""
+        `online` with no connection behind them. A callable `connected` is asked inside
+        the transaction, after the online rows are read: a device whose `online` was
+        written before is then among the connections."""
         with write_transaction(self.db):
-            query = Device.select().where(Device.online == True)  # noqa: E712
-            if connected:
-                query = query.where(Device.node_name.not_in(list(connected)))
-            stale = list(query)
+            online = list(Device.select().where(Device.online == True))  # noqa: E712
+            live = set(connected() if callable(connected) else connected)
+            stale = [d for d in online if d.node_name not in live]
             if not stale:
                 return []
             ids = [d.id for d in stale]

@@ -68,3 +68,25 @@ def test_devices_read_offline_right_after_a_restart(tmp_path):
         finally:
             broker.stop()
             registry.close()
+
+
+def test_a_second_broker_that_cannot_start_marks_nothing_offline(registry, broker, connect):
+    """`station provision` started while a station runs on the same database: its
+    broker finds the port taken and must leave the running station's devices alone."""
+    import pytest
+
+    from broker.server import BrokerStartError
+
+    issued = registry.register_device()
+    broker.device_registered(issued.device)
+    node, prefix = issued.device.node_name, issued.device.topic_prefix
+    device = connect(node, node, issued.token, will=f"{prefix}/status")
+    assert device.rc == 0
+    device.publish(f"{prefix}/status", "online", retain=True)
+    wait_for(lambda: registry.device(node).online)
+
+    second = _broker(registry, broker.port)
+    with pytest.raises(BrokerStartError, match="already in use"):
+        second.start()
+    assert registry.device(node).online
+    assert registry.events(registry.device(node))[0].kind != "offline"
