@@ -274,5 +274,8 @@ class BulkQueue:
                         spent.append(time.monotonic() - started)
                     configured.append(ticket)
         except Cancelled:
+            # A cancel from below (the person declined the manual backend's question)
+            # ends the run as the Cancel button does; without it, run() asked again.
+            self.cancel_event.set()
             log.info("provisioning cancelled; the laptop is back on its home network")
         return configured

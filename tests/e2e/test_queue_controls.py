@@ -107,3 +107,27 @@ def test_ctrl_c_in_the_cli_brings_the_laptop_home(tmp_path):
     assert "the laptop goes back home first" in err
     assert "Cancelled. Run the same command again to continue." in err
     assert "Traceback" not in err
+
+
+def test_a_person_declining_the_manual_switch_ends_the_run(site):
+    """The manual flow: "Cancel" at the seed's step 2 question is a cancel of the run
+    (it used to loop, asking again and again), and the person is asked to go home."""
+    from station.sim.wifi import AirGatewayLookup
+    from station.wifi.manual import ManualBackend
+
+    world = site["world"](2)
+    station = site["station"](world)
+    asked = []
+
+    def decline(instruction):
+        asked.append(instruction.step)
+        return False
+
+    station.wifi = ManualBackend(decline, gateway_lookup=AirGatewayLookup(world.air))
+    home = site["registry"].add_home("Smith", world.home_ssid)
+    queue = BulkQueue(station)
+    queue.add([t for t in BulkQueue(site["station"](world)).scan()], home)
+    summary = queue.run(home, world.home_password)
+    assert summary.cancelled and not summary.done
+    assert asked[0] == 2 and asked.count(2) == 1  # asked once, not again and again
+    assert {j.status for j in ProvisioningJob.select()} == {Status.CANCELLED}
