@@ -49,7 +49,7 @@ def install() -> None:
             "check amqtt's handle_read_timeout before changing the pin"
         )
     if BrokerProtocolHandler.handle_read_timeout is not _handle_read_timeout:
-        BrokerProtocolHandler.handle_read_timeout = _handle_read_timeout  # type: ignore[method-assign]
+        BrokerProtocolHandler.handle_read_timeout = _handle_read_timeout
     _installed = True
 
 

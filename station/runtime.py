@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from station.errors import StationError
 from station.provisioning import Station
@@ -27,6 +27,12 @@ from station.settings import Settings, data_dir
 from station.wifi.base import WifiBackend
 from station.wifi.radio import OwnedBackend, Radio, Radios
 
+if TYPE_CHECKING:
+    from broker import EmbeddedBroker
+    from station.sim.demo import DemoWorld
+    from station.wifi.journal import Journal
+    from station.wifi.manual import Confirm
+
 log = logging.getLogger(__name__)
 
 
@@ -34,13 +40,13 @@ log = logging.getLogger(__name__)
 class StationRuntime:
     settings: Settings
     registry: Registry
-    broker: Any  # broker.EmbeddedBroker
+    broker: EmbeddedBroker
     secrets: SecretStore
     # The owner of the WiFi adapter (chosen lazily: may need a confirm UI); `wifi` below is
     # its backend, through which every call is serialised (docs/WIFI.md, one owner).
     radio: Radio | None = None
     wifi_reason: str = ""
-    demo: Any = None  # station.sim.demo.DemoWorld in demo mode
+    demo: DemoWorld | None = None  # the simulated site, in demo mode
     journal_path: Path = field(default_factory=lambda: data_dir() / "wifi-journal.json")
     # The settings as in the settings file (a demo runs on a modified copy).
     file_settings: Settings | None = None
@@ -111,6 +117,7 @@ class StationRuntime:
             from station.sim.demo import DemoWorld
 
             try:
+                assert tmp is not None  # made above for every demo
                 rt.demo = DemoWorld(
                     demo_devices,
                     broker.port,
@@ -143,7 +150,7 @@ class StationRuntime:
             rt.secrets.set_home_password(home.id, rt.demo.home_password)
         return rt
 
-    def choose_wifi(self, confirm: Any = None) -> None:
+    def choose_wifi(self, confirm: Confirm | None = None) -> None:
         """Pick the WiFi backend by setting (auto: the best available, with a reason)."""
         if self.demo is not None:
             wifi = self.wifi
@@ -168,7 +175,7 @@ class StationRuntime:
             host = lan_address()
         return host, self.broker.port
 
-    def journal(self):
+    def journal(self) -> Journal:
         from station.wifi.journal import Journal
 
         return Journal(self.journal_path)

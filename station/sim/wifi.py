@@ -72,7 +72,6 @@ class SimulatedBackend(WifiBackend):
         *,
         switch_delay: float = 0.0,
         poll_interval: float = 0.05,
-        **_ignored: Any,
     ):
         if air is None:
             raise WifiUnavailable("The simulated WiFi needs an air folder (station sim --air).")

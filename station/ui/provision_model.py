@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QApplication,
     QStyle,
@@ -238,7 +238,12 @@ class ProvisionQueueModel(QAbstractTableModel):
 class ProgressDelegate(QStyledItemDelegate):
     """A progress bar in the cell, with the seed's percentage as text."""
 
-    def paint(self, painter: Any, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
         value = index.data(Qt.ItemDataRole.DisplayRole)
         if not isinstance(value, int):
             super().paint(painter, option, index)

@@ -14,6 +14,7 @@ guarantees the return home; a bare `connect` cleans up nothing.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import secrets
@@ -22,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from station.wifi.errors import (
     Cancelled,
@@ -215,6 +216,13 @@ class WifiBackend(ABC):
     can_scan: ClassVar[bool] = True
     can_pin_bssid: ClassVar[bool] = False  # True: connect(bssid=...) joins exactly that AP
     poll_interval: float = 0.25  # FIELD-NOTES: poll every 0.25-0.5 s
+
+    @classmethod
+    def with_options(cls, options: Mapping[str, object]) -> Self:
+        """An instance given the station's one set of options (station.wifi.select's
+        BackendOptions): each backend declares the ones it takes, and gets only those."""
+        params = inspect.signature(cls.__init__).parameters
+        return cls(**{k: v for k, v in options.items() if k in params})
 
     @classmethod
     @abstractmethod

@@ -60,7 +60,6 @@ class MacOSBackend(WifiBackend):
         home_passphrase: Callable[[str], str | None] | None = None,
         command_timeout: float = 20.0,
         poll_interval: float = 0.5,
-        **_ignored: Any,
     ):
         self._interface = interface
         self.home_passphrase = home_passphrase
@@ -79,7 +78,7 @@ class MacOSBackend(WifiBackend):
         if system != "darwin":
             return Availability(False, "networksetup exists on macOS only")
         try:
-            iface = cls(**options).interface()
+            iface = cls.with_options(options).interface()
         except WifiError as exc:
             return Availability(False, str(exc))
         return Availability(True, f"networksetup can switch the Wi-Fi adapter {iface}")

@@ -131,7 +131,6 @@ class ManualBackend(WifiBackend):
         check_timeout: float = 10.0,
         max_asks: int = 3,
         poll_interval: float = 0.5,
-        **_ignored: object,
     ):
         """`device_address`: a fixed address where devices in setup mode answer (overrides
         the lookup); `gateway_lookup`: how to find the joined network's gateway (default:

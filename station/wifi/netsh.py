@@ -87,7 +87,6 @@ class NetshBackend(WifiBackend):
         *,
         command_timeout: float = 20.0,
         poll_interval: float = 0.5,
-        **_ignored: Any,
     ):
         self._interface = interface
         self.command_timeout = command_timeout
@@ -124,7 +123,7 @@ class NetshBackend(WifiBackend):
         if system != "win32":
             return Availability(False, "netsh wlan exists on Windows only")
         try:
-            iface = cls(**options).interface()
+            iface = cls.with_options(options).interface()
         except WifiError as exc:
             return Availability(False, str(exc))
         return Availability(True, f"netsh can switch the WiFi adapter '{iface}'")

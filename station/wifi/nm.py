@@ -102,7 +102,6 @@ class NetworkManagerBackend(WifiBackend):
         interface: str | None = None,
         *,
         command_timeout: float = 15.0,
-        **_ignored: Any,
     ):
         self._interface = interface
         self.command_timeout = command_timeout
@@ -135,7 +134,7 @@ class NetworkManagerBackend(WifiBackend):
     def availability(cls, system: str, **options: Any) -> Availability:
         if system != "linux":
             return Availability(False, "NetworkManager is a Linux service")
-        probe = cls(**options)
+        probe = cls.with_options(options)
         try:
             running = probe._checked(*TERSE, "--fields", "RUNNING", "general").strip()
             if running != "running":

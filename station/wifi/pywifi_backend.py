@@ -177,7 +177,6 @@ class PywifiBackend(WifiBackend):
         dhcp: _linux.Dhcp | None = None,
         route_path: str | os.PathLike[str] = _linux.PROC_ROUTE,
         poll_interval: float = 0.25,
-        **_ignored: Any,
     ):
         self.system = system or sys.platform
         self.poll_interval = poll_interval

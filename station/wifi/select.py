@@ -10,15 +10,18 @@ or a clear error says why not. Nothing falls back silently.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from station.wifi import registry
 from station.wifi.base import Availability, WifiBackend
 from station.wifi.errors import WifiError, WifiUnavailable
+
+if TYPE_CHECKING:
+    from station.wifi.manual import Confirm, GatewayLookup
 
 log = logging.getLogger("station.wifi.select")
 
@@ -29,6 +32,17 @@ PREFERENCE: dict[str, tuple[str, ...]] = {
 }
 
 
+class BackendOptions(TypedDict, total=False):
+    """Everything the station may hand a backend's constructor. Each backend declares the
+    ones it takes as typed keyword parameters; `Selection.create` passes it only those."""
+
+    interface: str | None  # the adapter (wlan0, "Wi-Fi", en0); None = the first one
+    confirm: Confirm | None  # manual: asks the person to switch networks
+    gateway_lookup: GatewayLookup | None  # manual: where the device answers
+    home_passphrase: Callable[[str], str | None] | None  # macOS: the home WiFi's password
+    ctrl_dir: str | None  # pywifi: wpa_supplicant's control sockets
+
+
 @dataclass
 class Selection:
     name: str
@@ -36,13 +50,10 @@ class Selection:
     reason: str  # why this one, and why not the ones before it
     considered: list[tuple[str, Availability]] = field(default_factory=list)
 
-    def create(self, **options: Any) -> WifiBackend:
-        """Instantiate with the options this backend's constructor accepts (the station can
-        pass one set: interface=, confirm=, device_address=, ...)."""
-        params = inspect.signature(self.cls.__init__).parameters
-        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return self.cls(**options)  # it ignores what it does not use
-        return self.cls(**{k: v for k, v in options.items() if k in params})
+    def create(self, **options: Unpack[BackendOptions]) -> WifiBackend:
+        """Instantiate with the options this backend's constructor declares (the station
+        passes one set; each backend takes its own)."""
+        return self.cls.with_options(options)
 
 
 def _system(system: str | None) -> str:
