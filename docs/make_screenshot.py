@@ -42,7 +42,7 @@ def main() -> int:
 
     # The event loop must exist before the station blocks in it, to carry the timer;
     # run() takes an existing QApplication as its own.
-    QApplication.instance() or QApplication(sys.argv[:1])
+    app = QApplication.instance() or QApplication(sys.argv[:1])  # kept alive by this name
     state: dict[str, object] = {"step": "window", "deadline": time.monotonic() + 180}
 
     def tick() -> None:
@@ -84,6 +84,7 @@ def main() -> int:
         code = station(["--demo"])
     finally:
         shutil.rmtree(user, ignore_errors=True)
+    del app
     if "error" in state:
         print(state["error"], file=sys.stderr)
         return 1

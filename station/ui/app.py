@@ -275,7 +275,9 @@ def run(args: argparse.Namespace) -> int:
             window._set_running(False)  # type: ignore[attr-defined]  # as if answered Yes
         window.close()
         if not window.isVisible():
-            app.quit()  # also ends a dialog's own event loop
+            # Any other window too: closing the last one quits the app (Qt's
+            # quitOnLastWindowClosed), one way out for every path.
+            app.closeAllWindows()
 
     def work() -> None:
         try:
@@ -288,9 +290,8 @@ def run(args: argparse.Namespace) -> int:
         from station.ui.main_window import MainWindow
 
         state["runtime"] = runtime
-        if "signal" in state:  # stopped while starting
+        if "signal" in state:  # stopped while starting: closing the last window quits
             splash.close()
-            app.quit()
             return
         window = MainWindow(runtime, handler, text)
         state["window"] = window

@@ -16,6 +16,10 @@ import tempfile
 import time
 
 import pytest
+
+# Before pytest-qt's qapp exists (as tests/ui/conftest.py does): offscreen, no X.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 from support import micropython_pids, still_running
@@ -25,6 +29,17 @@ from station.ui.app import DEMO_DEVICES
 from station.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.timeout(300)
+
+
+def _event_loops_still_run(qtbot) -> bool:
+    """After run() returned, the shared QApplication still runs event loops for the
+    tests that follow (a quit left pending would end each at once)."""
+    waited = []
+    for _ in range(2):  # the first wait may consume a leftover quit event
+        t0 = time.monotonic()
+        qtbot.wait(200)
+        waited.append(time.monotonic() - t0)
+    return min(waited) >= 0.15
 
 
 def _shown_main_windows() -> list[MainWindow]:
@@ -57,10 +72,10 @@ class User:
     def fail(self, message: str) -> None:
         self.error = self.error or message
         self.timer.stop()
+        # Closing every window quits the app, as it does for a user.
         if self.window is not None:
             self.window._set_running(False)  # no question box: just close
-            self.window.close()
-        QApplication.quit()
+        QApplication.closeAllWindows()
 
     def _tick(self) -> None:
         if self.step == "find window":
@@ -99,21 +114,22 @@ class User:
             self.step = "done"
 
 
-def test_gui_demo_through_the_station_entry_point(user_env, monkeypatch):
+def test_gui_demo_through_the_station_entry_point(user_env, monkeypatch, qtbot):
     for key in ("DISPLAY", "WAYLAND_DISPLAY"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     for key, value in user_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
-    # The event loop must exist before run() blocks in it, to carry the user's timer;
-    # run() takes an existing QApplication as its own.
-    QApplication.instance() or QApplication([])
+    # The QApplication (pytest-qt's, through qtbot) exists before run() blocks in its
+    # event loop, to carry the user's timer; run() takes an existing one as its own.
+    assert QApplication.instance() is not None
     user = User(deadline_s=120)
     code = main(["--demo"])
 
     assert user.error is None, user.error
     assert code == 0 and user.step == "done"
+    assert _event_loops_still_run(qtbot)
     rows = user.seen["rows"]
     assert len(rows) == DEMO_DEVICES
     for row in rows:
@@ -156,7 +172,9 @@ class Interrupter:
         if time.monotonic() > self.deadline:
             self.error = f"timed out at step {self.step!r}"
             self.timer.stop()
-            QApplication.quit()
+            if self.window is not None:
+                self.window._set_running(False)
+            QApplication.closeAllWindows()
             return
         if self.step == "find window":
             windows = _shown_main_windows()
@@ -190,7 +208,7 @@ class Interrupter:
     ids=["SIGTERM", "SIGINT-twice"],
 )
 def test_a_signal_during_a_batch_closes_and_brings_the_laptop_home(
-    user_env, monkeypatch, signals, questions
+    user_env, monkeypatch, qtbot, signals, questions
 ):
     for key in ("DISPLAY", "WAYLAND_DISPLAY"):
         monkeypatch.delenv(key, raising=False)
@@ -198,7 +216,7 @@ def test_a_signal_during_a_batch_closes_and_brings_the_laptop_home(
     for key, value in user_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(tempfile, "tempdir", None)
-    QApplication.instance() or QApplication([])
+    assert QApplication.instance() is not None  # pytest-qt's, through qtbot
     user = Interrupter(list(signals))
     try:
         code = main(["--demo"])
@@ -207,6 +225,7 @@ def test_a_signal_during_a_batch_closes_and_brings_the_laptop_home(
         QApplication.instance().lastWindowClosed.disconnect(user.closed)
     assert user.error is None, user.error
     assert code == 128 + signals[0]
+    assert _event_loops_still_run(qtbot)
     assert user.questions == questions
     assert user.laptop is not None
     assert user.laptop.ssid == user.home_ssid and not user.laptop.profiles
