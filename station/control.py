@@ -29,11 +29,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from station.errors import StationError
 from station.registry.models import Device
 from station.settings import data_dir
+
+if TYPE_CHECKING:
+    from broker import EmbeddedBroker
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ def announcement_path(registry_location: str) -> Path:
     return data_dir() / "run" / f"{key}.json"
 
 
-def announce(broker: Any, registry_location: str) -> Path:
+def announce(broker: EmbeddedBroker, registry_location: str) -> Path:
     """Write the running broker's announcement (mode 0600, atomically); returns its path."""
     username, token = broker.station_credentials()
     doc = {

@@ -15,7 +15,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
 from PySide6.QtGui import QFont
@@ -37,6 +37,9 @@ from station.registry.models import utcnow
 from station.registry.tracking import DeviceUpdate
 from station.ui.chart import HistoryChart
 from station.ui.devices_model import DeviceRow
+
+if TYPE_CHECKING:
+    from station.runtime import StationRuntime
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,7 @@ class DeviceDetail(QWidget):
     intervalSet = Signal(str, int)  # node name, seconds
     commandFinished = Signal(str, str, bool)  # node name, command, ok
 
-    def __init__(self, runtime: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, runtime: StationRuntime, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.runtime = runtime
         self.jobs = Jobs(runtime.registry.db, parent=self)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import (
     QItemSelectionModel,
@@ -48,6 +48,9 @@ from station.ui.devices_model import (
     DeviceTableModel,
 )
 
+if TYPE_CHECKING:
+    from station.runtime import StationRuntime
+
 log = logging.getLogger(__name__)
 
 
@@ -85,7 +88,9 @@ class DeviceTableView(QTableView):
 class DevicesTab(QWidget):
     countsChanged = Signal(int, int)  # devices online, devices total (for the status bar)
 
-    def __init__(self, runtime: Any, bridge: StationBridge, parent: QWidget | None = None):
+    def __init__(
+        self, runtime: StationRuntime, bridge: StationBridge, parent: QWidget | None = None
+    ):
         super().__init__(parent)
         self.runtime = runtime
         self.bridge = bridge
@@ -121,12 +126,19 @@ class DevicesTab(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         fm = self.view.fontMetrics()
         # Sized to typical content so the state and readings fit beside the detail.
-        samples = {NAME: "Living room", NODE: "esp32_dht11_000", CHIP: "A4CF12EF5678",
-                   STATE: "● offline", IP: "192.168.29.100", LAST_SEEN: "59 s ago"}
+        samples = {
+            NAME: "Living room",
+            NODE: "esp32_dht11_000",
+            CHIP: "A4CF12EF5678",
+            STATE: "● offline",
+            IP: "192.168.29.100",
+            LAST_SEEN: "59 s ago",
+        }
         for col, title in enumerate(HEADERS):
             text = samples.get(col, title + "00")
-            self.view.setColumnWidth(col, max(fm.horizontalAdvance(text),
-                                              fm.horizontalAdvance(title)) + 24)
+            self.view.setColumnWidth(
+                col, max(fm.horizontalAdvance(text), fm.horizontalAdvance(title)) + 24
+            )
 
         self.detail = DeviceDetail(runtime, self)
         self.detail.removed.connect(self._on_removed)
