@@ -23,6 +23,7 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 	$(BIN)/ruff check station broker tests benchmarks main.py
+	$(BIN)/mypy
 
 lint: $(STAMP)
 	$(BIN)/ruff check station broker tests benchmarks main.py

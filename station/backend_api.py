@@ -34,7 +34,6 @@ from aiohttp import web
 from station.errors import StationError
 from station.loop_thread import LoopThread
 from station.registry import Registry, RegistryError
-from station.registry.models import Home, ProvisioningJob
 
 if TYPE_CHECKING:
     from broker import EmbeddedBroker
@@ -311,9 +310,10 @@ class BackendApi:
         return web.json_response(answer)
 
     def _do_register(self, home_id: int, chip_id: str | None, name: str) -> dict[str, Any]:
-        home = Home.get_or_none(Home.id == home_id)
-        if home is None:
-            raise _FieldError("home_id", f"no home with id {home_id} on this station")
+        try:
+            home = self.registry.home(home_id)
+        except RegistryError:
+            raise _FieldError("home_id", f"no home with id {home_id} on this station") from None
         issued = self.registry.register_device(
             home=home,
             name=name,
@@ -343,7 +343,7 @@ class BackendApi:
         return web.json_response(answer)
 
     def _do_status(self, provisioning_id: str) -> dict[str, Any] | None:
-        job = ProvisioningJob.get_or_none(ProvisioningJob.provisioning_id == provisioning_id)
+        job = self.registry.job(provisioning_id)
         if job is None:
             return None
         done = bool(job.is_provisioned)

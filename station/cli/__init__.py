@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 from station import __version__
@@ -82,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         from station.cli.gui_cmd import run_gui
 
-        return run_gui(args)
+        func = run_gui  # the window; Ctrl-C during its first imports ends quietly too
+    # Commands install their own Ctrl-C/SIGTERM handlers; they last as long as the
+    # command (main() called in-process, as tests and scripts do, gets its own back).
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:
@@ -94,3 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"station: error: {exc}", file=sys.stderr)
             return 2
         raise
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)

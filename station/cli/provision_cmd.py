@@ -135,7 +135,6 @@ def resolve_home(
 
 def run(args: argparse.Namespace) -> int:
     from station.runtime import StationRuntime
-    from station.wifi.guard import recover
 
     settings = load_settings(args)
     if args.wifi:
@@ -177,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         manual = wifi.name == "manual"
         if manual:
             wifi.usual_home = home.wifi_ssid  # where step 4 sends the person back to
-        report = recover(wifi, rt.journal())
+        assert rt.radio is not None  # chosen above
+        report = rt.radio.recover(rt.journal())  # one radio job: nothing interleaves
         if str(report):
             log.info("%s", report)
         printer = ProgressPrinter(steps=manual)

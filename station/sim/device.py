@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from queue import SimpleQueue
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from station.errors import StationError
 from station.sim.air import Air, SetupAP
@@ -93,7 +93,8 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     def preexec() -> None:  # pragma: no cover - runs in the child before exec
         # Linux: if the launcher dies (even by SIGKILL) its devices go too, instead
         # of serving stale APs forever. PR_SET_PDEATHSIG = 1.
-        _prctl(1, signal.SIGTERM)
+        if _prctl is not None:  # always, where this is installed (Linux)
+            _prctl(1, signal.SIGTERM)
         if os.getppid() != parent_pid:  # the launcher died before the prctl took hold
             os._exit(1)
 
@@ -143,7 +144,12 @@ class _Spawner:
         while True:
             done, kw = self._requests.get()
             try:
-                done.set_result(subprocess.Popen(preexec_fn=_die_with_parent(os.getpid()), **kw))
+                # kw holds no text/encoding option, so the pipes are bytes.
+                proc = cast(
+                    "subprocess.Popen[bytes]",
+                    subprocess.Popen(preexec_fn=_die_with_parent(os.getpid()), **kw),
+                )
+                done.set_result(proc)
             except BaseException as exc:  # the caller re-raises it
                 done.set_exception(exc)
 

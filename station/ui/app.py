@@ -28,6 +28,7 @@ from PySide6.QtCore import QObject, QSocketNotifier, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox
 
 from station import settings as settings_mod
+from station.errors import StationError
 from station.runtime import StationRuntime
 from station.ui.log_panel import QtLogHandler
 
@@ -77,10 +78,10 @@ def start_runtime(
 ) -> StationRuntime:
     rt = StationRuntime.start(settings, db=getattr(args, "db", None), demo_devices=demo)
     if not demo:
-        from station.wifi.guard import recover
-
         rt.choose_wifi()
-        report = recover(rt.wifi, rt.journal())
+        if rt.radio is None:
+            raise StationError("no WiFi backend could be chosen")
+        report = rt.radio.recover(rt.journal())  # one radio job: nothing interleaves
         if str(report):
             log.info("%s", report)
     return rt
@@ -277,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
         if not window.isVisible():
             # Any other window too: closing the last one quits the app (Qt's
             # quitOnLastWindowClosed), one way out for every path.
-            app.closeAllWindows()
+            QApplication.closeAllWindows()
 
     def work() -> None:
         try:
@@ -304,8 +305,10 @@ def run(args: argparse.Namespace) -> int:
             QTimer.singleShot(int(float(quit_after) * 1000), window.close)
 
     def on_failed(message: str) -> None:
-        splash.close()
+        # The box first: closing the splash (the last window) would quit the app
+        # before the person has read why.
         QMessageBox.critical(None, "The station could not start", message)
+        splash.close()
         app.exit(2)
 
     starter.ready.connect(on_ready)

@@ -177,3 +177,14 @@ def test_no_display_and_no_wifi_control_runs_the_demo_in_the_terminal(tmp_path, 
     assert "°C" in text
     assert "running the demo in the terminal" in err
     assert proc.returncode == 0, err
+
+
+def test_in_process_main_gives_the_callers_signal_handlers_back(tmp_path, monkeypatch):
+    """A command's Ctrl-C handler lasts as long as the command: a later Ctrl-C in the
+    calling program (a test run, a script) must not reach a queue that has finished."""
+    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STATION_CONFIG", str(tmp_path / "settings.json"))
+    monkeypatch.setenv("STATION_DEMO_TIMING", "fast")
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    assert main(["provision", "--demo", "1"]) == 0
+    assert {s: signal.getsignal(s) for s in before} == before

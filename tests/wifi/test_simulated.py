@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from station.sim import firmware
 from station.sim.air import Air, write_json
 from station.sim.fleet import Fleet, fleet_chip_ids
 from station.sim.wifi import SimulatedBackend
@@ -104,13 +103,6 @@ def assert_home_and_clean(air: Air, journal: Journal | None = None) -> None:
 
 
 # -- the real firmware ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def firmware_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sim-firmware") / "build"
-    firmware.build(out, board="host")
-    return out
 
 
 def test_joins_a_real_fleet_and_each_link_is_that_device(tmp_path, firmware_dir, journal):
