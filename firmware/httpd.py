@@ -47,15 +47,180 @@ class _Quiet(Exception):
 def json_object(raw):
     # The body of a POST as a dict, or 400 bad_json.
     try:
+        _strict(raw)  # json.loads is lenient: see "Strict JSON" in README.md
         obj = json.loads(raw.decode())
-    except (ValueError, UnicodeError):
-        obj = None
+    except (ValueError, UnicodeError, IndexError) as e:
+        raise Reject(400, "bad_json", "body is not JSON (RFC 8259): " + str(e))
     if not isinstance(obj, dict):
         raise Reject(400, "bad_json", "body must be a JSON object")
     for k, v in obj.items():
         if isinstance(v, str) and b"\xed" in v.encode():
             obj[k] = _utf8(v, k)
     return obj
+
+
+# --- RFC 8259, checked on the raw bytes without building anything ---------------
+# MicroPython's json.loads takes what RFC 8259 refuses (no commas or colons,
+# trailing commas, non-string keys, raw control characters, any \x escape, a
+# leading zero) and its decode() takes overlong and surrogate UTF-8; deep nesting
+# runs it out of heap. This scan runs first: a value grammar with an explicit
+# stack of open containers (no recursion), so its cost is a few small objects.
+
+MAX_DEPTH = 32  # open containers; a setup body is a flat object
+
+
+def _bad(what, i):
+    return ValueError("%s at byte %d" % (what, i))
+
+
+def _ws(b, i):
+    while i < len(b) and b[i] in b" \t\n\r":
+        i += 1
+    return i
+
+
+def _strict(b):
+    # Returns if b is exactly one JSON text, else raises ValueError.
+    n = len(b)
+    stack = bytearray(MAX_DEPTH)  # the closing byte of each open container
+    d = 0  # how many are open
+    i = 0
+    while True:
+        i = _ws(b, i)  # a value starts here
+        c = b[i] if i < n else 0
+        if c == 0x7B or c == 0x5B:  # { [
+            if d == MAX_DEPTH:
+                raise _bad("nested deeper than %d" % MAX_DEPTH, i)
+            stack[d] = c + 2  # } ]
+            d += 1
+            i = _ws(b, i + 1)
+            if i < n and b[i] == c + 2:
+                d -= 1
+                i += 1
+            else:
+                if c == 0x7B:
+                    i = _key(b, i)
+                continue
+        elif c == 0x22:
+            i = _string(b, i)
+        elif c == 0x2D or 0x30 <= c <= 0x39:
+            i = _number(b, i)
+        elif b[i:i + 4] in (b"true", b"null"):
+            i += 4
+        elif b[i:i + 5] == b"false":
+            i += 5
+        else:
+            raise _bad("expected a value", i)
+        while True:  # after a value: a comma, a close, or the end of the text
+            i = _ws(b, i)
+            if not d:
+                if i < n:
+                    raise _bad("text after the end", i)
+                return
+            c = b[i] if i < n else 0
+            if c == stack[d - 1]:
+                d -= 1
+                i += 1
+            elif c == 0x2C:
+                i += 1
+                if stack[d - 1] == 0x7D:
+                    i = _key(b, i)
+                break
+            else:
+                raise _bad("expected , or " + chr(stack[d - 1]), i)
+
+
+def _key(b, i):
+    # A member's name and its colon; returns where the value starts.
+    i = _ws(b, i)
+    if i >= len(b) or b[i] != 0x22:
+        raise _bad("expected a string key", i)
+    i = _ws(b, _string(b, i))
+    if i >= len(b) or b[i] != 0x3A:
+        raise _bad("expected :", i)
+    return i + 1
+
+
+def _string(b, i):
+    # b[i] is the opening quote; returns the index after the closing one.
+    n = len(b)
+    i += 1
+    while i < n:
+        c = b[i]
+        if c == 0x22:
+            return i + 1
+        if c < 0x20:
+            raise _bad("control character in a string", i)
+        if c == 0x5C:
+            c = b[i + 1] if i + 1 < n else 0
+            if c == 0x75:  # \\uXXXX
+                h = b[i + 2:i + 6]
+                if len(h) < 4:
+                    raise _bad("bad \\u escape", i)
+                for x in h:
+                    if x not in b"0123456789abcdefABCDEF":
+                        raise _bad("bad \\u escape", i)
+                i += 6
+            elif c and c in b'"\\/bfnrt':
+                i += 2
+            else:
+                raise _bad("bad escape", i)
+        elif c < 0x80:
+            i += 1
+        else:
+            # RFC 3629: the lead byte fixes the length and the second byte's range,
+            # which rules out overlong forms, surrogates and anything past U+10FFFF.
+            if 0xC2 <= c <= 0xDF:
+                k, lo, hi = 1, 0x80, 0xBF
+            elif c == 0xE0:
+                k, lo, hi = 2, 0xA0, 0xBF
+            elif c == 0xED:
+                k, lo, hi = 2, 0x80, 0x9F
+            elif 0xE1 <= c <= 0xEF:
+                k, lo, hi = 2, 0x80, 0xBF
+            elif c == 0xF0:
+                k, lo, hi = 3, 0x90, 0xBF
+            elif 0xF1 <= c <= 0xF3:
+                k, lo, hi = 3, 0x80, 0xBF
+            elif c == 0xF4:
+                k, lo, hi = 3, 0x80, 0x8F
+            else:
+                raise _bad("invalid UTF-8", i)
+            if i + k >= n or not lo <= b[i + 1] <= hi:
+                raise _bad("invalid UTF-8", i)
+            for x in b[i + 2:i + k + 1]:
+                if x & 0xC0 != 0x80:
+                    raise _bad("invalid UTF-8", i)
+            i += k + 1
+    raise _bad("unterminated string", i)
+
+
+def _number(b, i):
+    # -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+    if b[i] == 0x2D:
+        i += 1
+    j = _digits(b, i)
+    if j == i or (b[i] == 0x30 and j > i + 1):
+        raise _bad("bad number", i)
+    if j < len(b) and b[j] == 0x2E:
+        i = j + 1
+        j = _digits(b, i)
+        if j == i:
+            raise _bad("bad number", i)
+    if j < len(b) and b[j] in b"eE":
+        i = j + 1
+        if i < len(b) and b[i] in b"+-":
+            i += 1
+        j = _digits(b, i)
+        if j == i:
+            raise _bad("bad number", i)
+    return j
+
+
+def _digits(b, i):
+    while i < len(b) and 0x30 <= b[i] <= 0x39:
+        i += 1
+    return i
 
 
 def _utf8(v, field):

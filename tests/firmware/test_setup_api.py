@@ -315,19 +315,16 @@ def test_the_simulated_air_counts_password_bytes_like_the_device(tmp_path):
         air.add_home_network("Net", "é" * 32)  # 32 characters, 64 bytes
 
 
-def test_lenient_json_is_read_as_documented(configured, device):
-    # firmware/README.md "Validation": MicroPython's json.loads does not insist on
-    # commas and colons and reads 01883 as 1883. What it reads is validated like any
-    # other body, so nothing invalid can be stored; this pins the documented deviation.
-    api, _ = configured
-    r = api.post("/api/wifi", data=b'{"ssid" "OtherNet" "password" "password1",}')
-    assert r.json() == {"ok": True}
-    assert device.config()["wifi"] == {"ssid": "OtherNet", "password": "password1"}
-    r = api.post("/api/mqtt", data=json.dumps(seed_mqtt_body()).replace("1883", "01883"))
-    assert r.json() == {"ok": True} and device.config()["mqtt"]["port"] == 1883
-    before = device.config()
-    # A key without a value is simply absent.
-    _expect_400(
-        api.post("/api/wifi", data=b'{"ssid": "X", "password"}'), "invalid_field", "password"
-    )
-    assert device.config() == before
+def test_what_micropython_json_would_read_leniently_is_bad_json(configured, device):
+    # firmware/README.md "Strict JSON": MicroPython's json.loads does not insist on
+    # commas and colons, drops a key without a value and reads 01883 as 1883. The
+    # device used to accept these; now the body is checked against RFC 8259 first
+    # (every case: test_strict_json.py).
+    api, before = configured
+    for path, raw in [
+        ("/api/wifi", b'{"ssid" "OtherNet" "password" "password1",}'),
+        ("/api/mqtt", json.dumps(seed_mqtt_body()).replace("1883", "01883").encode()),
+        ("/api/wifi", b'{"ssid": "X", "password"}'),
+    ]:
+        _expect_400(api.post(path, data=raw), "bad_json")
+        assert device.config() == before
