@@ -107,7 +107,9 @@ def test_other_ill_formed_utf8_is_bad_json(configured, device, bad):
 def test_700_nested_brackets_are_bad_json(configured, device):
     _refused(configured, device, b"[" * 700)
     _refused(configured, device, b"[" * 500 + b"]" * 500)  # closed, within 1024 bytes
-    _refused(configured, device, b'{"ssid":"abc","password":"","x":' + b"[" * 400 + b"]" * 400 + b"}")
+    _refused(
+        configured, device, b'{"ssid":"abc","password":"","x":' + b"[" * 400 + b"]" * 400 + b"}"
+    )
 
 
 # --- the rest of RFC 8259's grammar ----------------------------------------------------
@@ -165,13 +167,19 @@ def test_the_mqtt_endpoint_refuses_the_same(configured, device):
         (b'{"ssid":"a\\"\\\\\\/\\b\\f\\n\\r\\tz","password":""}', 'a"\\/\b\f\n\r\tz'),
         (b'{"ssid":"\\u0041\\u00e9\\u20AC","password":""}', "A\u00e9\u20ac"),
         (b'{"ssid":"\\ud83d\\ude00","password":""}', "\U0001f600"),
-        ('{"ssid":"é€😀\U0010ffff\ud7ff\ue000","password":""}'.encode(), "é€😀\U0010ffff\ud7ff\ue000"),
+        (
+            '{"ssid":"é€😀\U0010ffff\ud7ff\ue000","password":""}'.encode(),
+            "é€😀\U0010ffff\ud7ff\ue000",
+        ),
         (
             b'{"ssid":"abc","password":"","n":[0,-0,1.5,-2e10,3E+2,4e-2,0.0e0,123456789],'
             b'"o":{"a":{"b":[true,false,null,{},[]]}},"s":""}',
             "abc",
         ),
-        (b'{"ssid":"abc","password":"","x":' + b"[" * (DEPTH - 1) + b"]" * (DEPTH - 1) + b"}", "abc"),
+        (
+            b'{"ssid":"abc","password":"","x":' + b"[" * (DEPTH - 1) + b"]" * (DEPTH - 1) + b"}",
+            "abc",
+        ),
         (b'{"ssid":"first","password":"","ssid":"abc"}', "abc"),  # RFC 8259: names SHOULD be unique
     ],
 )
@@ -183,4 +191,6 @@ def test_valid_json_is_still_accepted(configured, device, raw, ssid):
 
 
 def test_nesting_one_deeper_than_the_bound_is_bad_json(configured, device):
-    _refused(configured, device, b'{"ssid":"abc","password":"","x":' + b"[" * DEPTH + b"]" * DEPTH + b"}")
+    _refused(
+        configured, device, b'{"ssid":"abc","password":"","x":' + b"[" * DEPTH + b"]" * DEPTH + b"}"
+    )
