@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from broker import keepalive
+from broker import conformance, keepalive
 from broker.access import STATION_USERNAME, AccessControl
 from broker.hub import BrokerHub
 from broker.ingest import IngestWriter, Listener
@@ -142,6 +142,7 @@ class EmbeddedBroker:
         if self.running:
             return
         keepalive.install()
+        conformance.install()
         self.access.load(self.registry.all_credentials())
         HUBS[self._hub_id] = self.hub
         self.ingest.start()

@@ -17,6 +17,19 @@ This subclass keeps amqtt's behaviour but:
   connecting after the station subscribed to `#` would get every other device's
   retained info and status (and a connect storm of N devices costs O(N³) matches).
 
+It also fixes where amqtt 0.12.1 breaks MQTT 3.1.1 (issue 9; broker/conformance.py
+has the fixes in packet decoding):
+
+- delivered QoS = min(published QoS, granted QoS) [MQTT-3.8.4-6], live and on
+  retained replay (amqtt delivered at the granted QoS, and replayed a retained
+  QoS 0 message at the granted QoS because `0 or qos` is `qos`);
+- a SUBSCRIBE to a filter the session already has replaces its QoS [MQTT-3.8.4-3];
+- a PUBLISH to a `$` topic is dropped and the connection kept (`$` topics are the
+  broker's; amqtt left the client's message loop instead, so its DISCONNECT was never
+  handled and its next CONNECT waited for the take-over timeout, MQTT-3.1.4-2);
+- a clean session ends with its connection [MQTT-3.1.2-6], so a later
+  clean_session=0 CONNECT gets session present 0 [MQTT-3.2.2-2].
+
 It overrides private methods of amqtt 0.12.1, which pyproject.toml pins exactly;
 tests/broker cover the behaviour these overrides must keep.
 """
@@ -30,7 +43,9 @@ from typing import Any
 
 from amqtt.broker import Broker
 from amqtt.contexts import Action
+from amqtt.events import BrokerEvents
 from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 
 from broker.access import AccessControl
@@ -82,6 +97,85 @@ class StationBroker(Broker):
     async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
         return self.allowed(session, topic, action)
 
+    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        """amqtt's checks, but a second SUBSCRIBE to a filter replaces the first
+        [MQTT-3.8.4-3] (amqtt kept the old QoS and answered the new one)."""
+        topic_filter, qos = subscription
+        levels = topic_filter.split("/")
+        if any(
+            "#" in level and (level != "#" or i != len(levels) - 1)
+            for i, level in enumerate(levels)
+        ):
+            return 0x80  # [MQTT-4.7.1-2]
+        if any("+" in level and level != "+" for level in levels):
+            return 0x80  # [MQTT-4.7.1-3]
+        if not self.allowed(session, topic_filter, Action.SUBSCRIBE):
+            return 0x80
+        max_qos = self.config.get("max-qos", qos)
+        if isinstance(max_qos, int):
+            qos = min(qos, max_qos)
+        holders = self._subscriptions.get(topic_filter)
+        if holders is None:
+            self._subscriptions[topic_filter] = [(session, qos)]
+            return qos
+        for i, (held, _) in enumerate(holders):
+            if held.client_id == session.client_id:
+                holders[i] = (session, qos)
+                return qos
+        holders.append((session, qos))
+        return qos
+
+    async def _handle_message_delivery(
+        self,
+        client_session: Session,
+        handler: BrokerProtocolHandler,
+        wait_deliver: asyncio.Future[Any],
+    ) -> bool:
+        """amqtt's, but the published QoS travels with the message (MQTT-3.8.4-6), a
+        `$` topic is dropped with the connection kept, and a topic the standard
+        forbids closes the connection the way amqtt closes any other: through the
+        handler, so the message loop handles the end (will, disconnect event)."""
+        app_message = wait_deliver.result()
+        await self.plugins_manager.fire_event(
+            BrokerEvents.MESSAGE_RECEIVED, client_id=client_session.client_id, message=app_message
+        )
+        if app_message is None:
+            return True
+        topic = app_message.topic
+        if not topic or "#" in topic or "+" in topic:
+            # [MQTT-4.7.3-1], [MQTT-3.3.2-2] (wildcards are caught while decoding too)
+            log.warning("client %s published to %r: closing", client_session.client_id, topic)
+            await handler.handle_connection_closed()
+            return True
+        if topic[0] == "$":
+            log.info("client %s published to %s: dropped", client_session.client_id, topic)
+            return True
+        if not self.allowed(client_session, topic, Action.PUBLISH):
+            return True
+        await self.plugins_manager.fire_event(
+            BrokerEvents.MESSAGE_BROADCAST, client_id=client_session.client_id, message=app_message
+        )
+        await self._broadcast_message(client_session, topic, app_message.data, app_message.qos)
+        packet = app_message.publish_packet
+        if packet is not None and packet.retain_flag:
+            await self.retain_message(client_session, topic, app_message.data, app_message.qos)
+        return True
+
+    async def _handle_disconnect(
+        self,
+        client_session: Session,
+        handler: BrokerProtocolHandler,
+        disconnect_waiter: asyncio.Future[Any],
+    ) -> None:
+        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+        # [MQTT-3.1.2-6] a clean session lasts as long as its connection. amqtt kept it
+        # (and its subscriptions) until the client id connected again, so a
+        # clean_session=0 CONNECT after it got session present 1 [MQTT-3.2.2-2].
+        client_id = client_session.client_id
+        entry = self._sessions.get(client_id or "")
+        if client_session.clean_session and entry is not None and entry[0] is client_session:
+            await self._delete_session(client_id or "")
+
     @staticmethod
     def allowed(session: Session | None, topic: str | None, action: Action) -> bool:
         principal = principal_of(session)
@@ -129,7 +223,10 @@ class StationBroker(Broker):
             candidates = [found] if found is not None else []
         tasks = [
             asyncio.ensure_future(
-                handler.mqtt_publish(r.topic, r.data, min(qos, r.qos or qos), retain=True)
+                # [MQTT-3.8.4-6] (amqtt's `r.qos or qos` replayed QoS 0 at the granted QoS)
+                handler.mqtt_publish(
+                    r.topic, r.data, qos if r.qos is None else min(qos, r.qos), retain=True
+                )
             )
             for r in candidates
             # A cleared topic (MQTT-3.3.1-10) stays in amqtt's store with no data.
@@ -149,9 +246,12 @@ class StationBroker(Broker):
         for a_filter in subs.wildcards:
             if self._matches(topic, a_filter):
                 groups.append(subs[a_filter])
+        # [MQTT-3.8.4-6] delivered QoS = min(published, granted). A broadcast without a
+        # QoS (a plugin's) keeps amqtt's rule: the granted QoS.
+        pub_qos = broadcast.get("qos", QOS_2)
         for subscriptions in groups:
             for target_session, sub_qos in list(subscriptions):
-                qos = broadcast.get("qos", sub_qos)
+                qos = sub_qos if sub_qos < pub_qos else pub_qos
                 if not self.allowed(target_session, topic, Action.RECEIVE):
                     continue
                 state = target_session.transitions.state

@@ -1,0 +1,127 @@
+"""MQTT 3.1.1 conformance fixes in amqtt 0.12.1's packet decoding (issue 9).
+
+Two places where amqtt's reader gets the standard wrong, both before a packet
+reaches the broker (StationBroker fixes what happens after):
+
+- **A wildcard in a PUBLISH topic** [MQTT-3.3.2-2]: amqtt raises MQTTError while
+  decoding the topic, its reader loop logs "Message discarded" and reads on, with
+  the packet id and payload still in the stream: the next bytes are read as a new
+  packet (a payload can read as a PUBREL). The standard says to close the
+  connection; `ProtocolViolation` is not an MQTTError, so amqtt's reader ends the
+  connection on it (an abnormal close: the will is sent [MQTT-3.1.2-8]).
+- **An unsupported protocol** [MQTT-3.1.2-2]: a 3.1.1 server answers CONNACK 0x01
+  (unacceptable protocol version) and closes. amqtt decodes an MQTT 5 CONNECT as if
+  it were 3.1.1, so its properties are read as the client id's length and it waits
+  for bytes that never come (no CONNACK, the socket held open); MQTT 3.1
+  (`MQIsdp`) is closed without a CONNACK. We stop after the variable header,
+  answer 0x01 to MQTT 5 and 3.1 (both define that code) and close; any other
+  protocol name is closed without an answer, as 3.1.2-1 allows.
+
+The patches replace functions of the exact amqtt version pinned in pyproject.toml
+(like broker/keepalive.py) and cost nothing per message: the wildcard test is the
+one amqtt already made, moved ahead of its exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import version
+from typing import Any
+
+from amqtt.codecs_amqtt import decode_packet_id, decode_string
+from amqtt.errors import MQTTError
+from amqtt.mqtt.connack import UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
+from amqtt.mqtt.connect import ConnectPayload, ConnectVariableHeader
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.publish import PublishVariableHeader
+
+log = logging.getLogger(__name__)
+
+PATCHED_VERSION = "0.12.1"
+SUPPORTED = ("MQTT", 4)
+# Protocols whose clients understand a 3.1.1-shaped CONNACK 0x01 (MQTT 5 3.1.2.2
+# says a client may get one from a server that does not speak 5).
+ANSWERED_NAMES = ("MQTT", "MQIsdp")
+_installed = False
+
+
+class ProtocolViolation(Exception):
+    """A packet the standard says ends the connection. Deliberately not an
+    MQTTError: amqtt's reader loop discards those and reads on."""
+
+
+class UnsupportedProtocol(MQTTError):
+    """A CONNECT of another protocol version; `answer`: send CONNACK 0x01 first."""
+
+    def __init__(self, name: str, level: int) -> None:
+        super().__init__(f"[MQTT-3.1.2-2] unsupported protocol {name!r} level {level}")
+        self.answer = name in ANSWERED_NAMES
+
+
+async def _publish_header_from_stream(
+    cls: type[PublishVariableHeader], reader: Any, fixed_header: Any
+) -> PublishVariableHeader:
+    topic_name = await decode_string(reader)
+    if "#" in topic_name or "+" in topic_name:
+        raise ProtocolViolation(f"[MQTT-3.3.2-2] wildcard in PUBLISH topic {topic_name!r}")
+    packet_id = await decode_packet_id(reader) if (fixed_header.flags >> 1) & 0x03 else None
+    return cls(topic_name, packet_id)
+
+
+_connect_payload_from_stream = ConnectPayload.from_stream.__func__
+_init_from_connect = BrokerProtocolHandler.init_from_connect.__func__
+
+
+async def _connect_payload(
+    cls: type[ConnectPayload],
+    reader: Any,
+    fixed_header: Any,
+    variable_header: ConnectVariableHeader | None,
+) -> ConnectPayload:
+    if variable_header is not None:
+        found = (variable_header.proto_name, variable_header.proto_level)
+        if found != SUPPORTED:
+            # The rest is another protocol's payload: do not read it as 3.1.1.
+            raise UnsupportedProtocol(*found)
+    payload: ConnectPayload = await _connect_payload_from_stream(
+        cls, reader, fixed_header, variable_header
+    )
+    return payload
+
+
+async def _init_from_connect_answering(
+    cls: type[BrokerProtocolHandler],
+    reader: Any,
+    writer: Any,
+    plugins_manager: Any,
+    loop: Any = None,
+) -> Any:
+    try:
+        return await _init_from_connect(cls, reader, writer, plugins_manager, loop)
+    except UnsupportedProtocol as exc:
+        log.info("refused a connection from %s: %s", writer.get_peer_info(), exc)
+        if exc.answer:
+            # Session present 0 [MQTT-3.2.2-4], return code 0x01.
+            await ConnackPacket.build(0, UNACCEPTABLE_PROTOCOL_VERSION).to_stream(writer)
+        await writer.close()
+        raise
+
+
+def install() -> None:
+    """Patch amqtt's decoders once; refuse to guess on another amqtt version."""
+    global _installed
+    if _installed:
+        return
+    found = version("amqtt")
+    if found != PATCHED_VERSION:
+        raise RuntimeError(
+            f"broker/conformance.py patches amqtt {PATCHED_VERSION}, found {found}: "
+            "check its PUBLISH and CONNECT decoding before changing the pin"
+        )
+    PublishVariableHeader.from_stream = classmethod(_publish_header_from_stream)
+    ConnectPayload.from_stream = classmethod(_connect_payload)
+    BrokerProtocolHandler.init_from_connect = classmethod(_init_from_connect_answering)
+    _installed = True
+
+
+__all__ = ["ProtocolViolation", "UnsupportedProtocol", "install"]

@@ -1,0 +1,337 @@
+"""MQTT 3.1.1 (OASIS standard) conformance of the embedded broker, at the wire level.
+
+Each test is named after the clause it checks and talks to the broker over a raw
+socket, so the exact bytes the broker sends (QoS and retain bits, CONNACK return
+codes, the close of the connection) are what is asserted, not a client library's
+reading of them. Packets are encoded here from the standard's section 3.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL = 1, 2, 3, 4, 5, 6
+SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 12, 13, 14
+
+# -- encoding (MQTT 3.1.1 sections 1.5 and 2) ----------------------------------------
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _string(s: str | bytes) -> bytes:
+    raw = s.encode() if isinstance(s, str) else s
+    return struct.pack("!H", len(raw)) + raw
+
+
+def packet(first_byte: int, body: bytes) -> bytes:
+    return bytes([first_byte]) + _remaining_length(len(body)) + body
+
+
+def connect_packet(
+    client_id: str,
+    username: str | None = None,
+    password: str | None = None,
+    *,
+    clean: bool = True,
+    keepalive: int = 30,
+    proto_name: str = "MQTT",
+    proto_level: int = 4,
+    properties: bytes | None = None,
+) -> bytes:
+    flags = (0x02 if clean else 0) | (0x80 if username is not None else 0)
+    flags |= 0x40 if password is not None else 0
+    body = _string(proto_name) + bytes([proto_level, flags]) + struct.pack("!H", keepalive)
+    if properties is not None:  # MQTT 5 only: properties follow the keep-alive
+        body += _remaining_length(len(properties)) + properties
+    body += _string(client_id)
+    if username is not None:
+        body += _string(username)
+    if password is not None:
+        body += _string(password)
+    return packet(CONNECT << 4, body)
+
+
+def publish_packet(
+    topic: str, payload: bytes, qos: int = 0, *, retain: bool = False, packet_id: int = 1
+) -> bytes:
+    body = _string(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
+    return packet((PUBLISH << 4) | (qos << 1) | int(retain), body)
+
+
+def subscribe_packet(packet_id: int, *filters: tuple[str, int]) -> bytes:
+    body = struct.pack("!H", packet_id) + b"".join(_string(f) + bytes([q]) for f, q in filters)
+    return packet((SUBSCRIBE << 4) | 0x02, body)
+
+
+# -- a raw client ---------------------------------------------------------------------
+
+
+class Closed(Exception):
+    """The broker closed the connection."""
+
+
+class Raw:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self, n: int, deadline: float) -> None:
+        while len(self.buffer) < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no packet from the broker in time")
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise Closed()
+            self.buffer += chunk
+
+    def read(self, timeout: float = 3.0) -> tuple[int, bytes]:
+        """One packet: (first byte, body)."""
+        deadline = time.monotonic() + timeout
+        self._fill(2, deadline)
+        length, multiplier, i = 0, 1, 1
+        while True:
+            self._fill(i + 1, deadline)
+            byte = self.buffer[i]
+            length += (byte & 0x7F) * multiplier
+            multiplier *= 128
+            i += 1
+            if not byte & 0x80:
+                break
+        self._fill(i + length, deadline)
+        first, body = self.buffer[0], self.buffer[i : i + length]
+        self.buffer = self.buffer[i + length :]
+        return first, body
+
+    def read_raw(self, n: int, timeout: float = 3.0) -> bytes:
+        self._fill(n, time.monotonic() + timeout)
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+    def expect(self, packet_type: int, timeout: float = 3.0) -> tuple[int, bytes]:
+        first, body = self.read(timeout)
+        assert first >> 4 == packet_type, f"expected type {packet_type}, got {first:#04x} {body!r}"
+        return first, body
+
+    def closed_within(self, timeout: float) -> bool:
+        """True if the broker closes the connection (EOF or reset) within timeout,
+        having sent nothing more."""
+        deadline = time.monotonic() + timeout
+        try:
+            self._fill(len(self.buffer) + 1, deadline)
+        except Closed:
+            return True
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+        raise AssertionError(f"expected a close, got bytes {self.buffer!r}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def raw(broker):
+    """Open raw connections to the broker; `raw(client_id)` logs in as a station client."""
+    opened: list[Raw] = []
+    user, token = broker.station_credentials()
+
+    def _open(client_id: str | None = None, *, clean: bool = True) -> Raw:
+        r = Raw(broker.port)
+        opened.append(r)
+        if client_id is not None:
+            r.send(connect_packet(client_id, user, token, clean=clean))
+            _, body = r.expect(CONNACK)
+            assert body[1] == 0, f"login refused: {body!r}"
+        return r
+
+    yield _open
+    for r in opened:
+        r.close()
+
+
+def subscribe(r: Raw, topic_filter: str, qos: int, packet_id: int = 1) -> int:
+    r.send(subscribe_packet(packet_id, (topic_filter, qos)))
+    _, body = r.expect(SUBACK)
+    assert body[:2] == struct.pack("!H", packet_id)
+    return body[2]
+
+
+def next_publish(r: Raw, timeout: float = 3.0) -> tuple[int, bool, str, bytes]:
+    """(qos, retain, topic, payload) of the next PUBLISH; acknowledges QoS 1/2."""
+    first, body = r.expect(PUBLISH, timeout)
+    qos, retain = (first >> 1) & 0x03, bool(first & 0x01)
+    (n,) = struct.unpack("!H", body[:2])
+    topic, rest = body[2 : 2 + n].decode(), body[2 + n :]
+    if qos:
+        packet_id, rest = rest[:2], rest[2:]
+        r.send(packet((PUBACK if qos == 1 else PUBREC) << 4, packet_id))
+        if qos == 2:
+            r.expect(PUBREL)
+            r.send(packet(0x70, packet_id))  # PUBCOMP
+    return qos, retain, topic, bytes(rest)
+
+
+def publish(r: Raw, topic: str, payload: bytes, qos: int, *, retain: bool = False) -> None:
+    """Publish and wait for the flow to complete, so the broker has the message."""
+    r.send(publish_packet(topic, payload, qos, retain=retain, packet_id=7))
+    if qos == 1:
+        r.expect(PUBACK)
+    elif qos == 2:
+        r.expect(PUBREC)
+        r.send(packet((PUBREL << 4) | 0x02, struct.pack("!H", 7)))
+        r.expect(7)  # PUBCOMP
+
+
+def ping(r: Raw) -> None:
+    """A round trip: everything the broker sent before it has arrived."""
+    r.send(packet(PINGREQ << 4, b""))
+    first, body = r.read()
+    assert first >> 4 == PINGRESP, f"unexpected packet {first:#04x} {body!r} before PINGRESP"
+
+
+# -- 3.8.4-6: delivered QoS = min(published QoS, granted QoS) ----------------------------
+
+
+@pytest.mark.parametrize(("granted", "published"), [(2, 0), (2, 1), (1, 0), (0, 2), (1, 2)])
+def test_mqtt_3_8_4_6_live_delivery_qos_is_the_minimum(raw, granted, published):
+    sub, pub = raw("sub"), raw("pub")
+    assert subscribe(sub, "conf/qos", granted) == granted
+    publish(pub, "conf/qos", b"m", published)
+    qos, retain, topic, payload = next_publish(sub)
+    assert (topic, payload, retain) == ("conf/qos", b"m", False)
+    assert qos == min(granted, published)
+
+
+@pytest.mark.parametrize(("granted", "published"), [(1, 0), (2, 0), (2, 1), (0, 1), (1, 2)])
+def test_mqtt_3_8_4_6_retained_replay_qos_is_the_minimum(raw, granted, published):
+    pub = raw("pub")
+    publish(pub, "conf/retained", b"kept", published, retain=True)
+    sub = raw("sub")
+    assert subscribe(sub, "conf/retained", granted) == granted
+    qos, retain, topic, payload = next_publish(sub)
+    assert (topic, payload, retain) == ("conf/retained", b"kept", True)
+    assert qos == min(granted, published)
+
+
+# -- 3.8.4-3: a SUBSCRIBE to an existing filter replaces its subscription ---------------
+
+
+@pytest.mark.parametrize(("first", "second"), [(0, 2), (2, 0), (1, 2)])
+def test_mqtt_3_8_4_3_resubscribe_replaces_the_qos(raw, first, second):
+    sub, pub = raw("sub"), raw("pub")
+    assert subscribe(sub, "conf/re", first, packet_id=1) == first
+    assert subscribe(sub, "conf/re", second, packet_id=2) == second
+    for payload in (b"one", b"two"):
+        publish(pub, "conf/re", payload, 2)
+        assert next_publish(sub)[0::3] == (second, payload)
+    # Replaced, not added: each message arrives once.
+    ping(sub)
+
+
+# -- 3.3.2-2: a wildcard in a PUBLISH topic closes the connection ------------------------
+
+
+@pytest.mark.parametrize("topic", ["conf/+/x", "conf/#", "+", "conf/a+b"])
+def test_mqtt_3_3_2_2_wildcard_in_publish_topic_closes_the_connection(raw, topic):
+    watcher = raw("watcher")
+    subscribe(watcher, "#", 0)
+    bad = raw("bad")
+    # A payload that reads as a PUBREL if the broker skips only the topic.
+    bad.send(publish_packet(topic, bytes([PUBREL << 4 | 2, 2, 0, 1]), qos=1))
+    assert bad.closed_within(3.0)
+    # Nothing was routed, and the broker still serves everyone else.
+    ping(watcher)
+
+
+# -- 3.1.2-2: an unsupported protocol level gets CONNACK 0x01, then the close ------------
+
+
+@pytest.mark.parametrize(
+    ("name", "level", "properties"),
+    [
+        ("MQTT", 5, b""),  # MQTT 5, no properties
+        ("MQTT", 5, b"\x21\x00\x14\x22\x00\x0a"),  # receive maximum, topic alias maximum
+        ("MQIsdp", 3, None),  # MQTT 3.1
+        ("MQTT", 3, None),
+    ],
+)
+def test_mqtt_3_1_2_2_unsupported_protocol_level_gets_connack_0x01_and_close(
+    broker, raw, name, level, properties
+):
+    user, token = broker.station_credentials()
+    r = raw()
+    r.send(
+        connect_packet(
+            "old-or-new", user, token, proto_name=name, proto_level=level, properties=properties
+        )
+    )
+    # CONNACK: session present 0 [MQTT-3.2.2-4], return code 0x01.
+    assert r.read_raw(4) == bytes([CONNACK << 4, 2, 0, 1])
+    assert r.closed_within(3.0)
+
+
+def test_mqtt_3_1_2_1_unknown_protocol_name_is_closed(broker, raw):
+    """The standard lets the server close without a CONNACK; it must not hang."""
+    r = raw()
+    r.send(connect_packet("who", proto_name="XMPP", proto_level=4))
+    assert r.closed_within(3.0)
+
+
+# -- 3.1.4-2: a new connection with a live client id is served at once -------------------
+
+
+def test_mqtt_3_1_4_2_reconnect_after_a_dollar_topic_publish_is_prompt(raw, broker):
+    watcher = raw("watcher")
+    subscribe(watcher, "$private/x", 0)
+    first = raw("dollar")
+    first.send(publish_packet("$private/x", b"not for clients", 0))
+    ping(first)  # still served: a `$` publish is dropped, the connection kept
+    first.send(packet(DISCONNECT << 4, b""))
+    assert first.closed_within(3.0)
+    started = time.monotonic()
+    raw("dollar")
+    assert time.monotonic() - started < 1.0
+    # `$` topics belong to the broker: the client's publish was not routed.
+    ping(watcher)
+
+
+# -- 3.2.2-2: session present = 0 when no session was kept -------------------------------
+
+
+def test_mqtt_3_2_2_2_no_session_present_after_a_clean_session_ended(broker, raw):
+    user, token = broker.station_credentials()
+    first = raw("sess")  # clean session
+    subscribe(first, "conf/sess", 1)
+    first.send(packet(DISCONNECT << 4, b""))
+    assert first.closed_within(3.0)
+    second = raw()
+    second.send(connect_packet("sess", user, token, clean=False))
+    _, body = second.expect(CONNACK)
+    assert body == b"\x00\x00", "a clean session must end with its connection"
+    # and the old clean session's subscription went with it
+    pub = raw("pub")
+    publish(pub, "conf/sess", b"x", 1)
+    ping(second)
+    second.send(packet(DISCONNECT << 4, b""))
+    assert second.closed_within(3.0)
+    # MQTT-3.2.2-2's other half: the persistent session is there now.
+    third = raw()
+    third.send(connect_packet("sess", user, token, clean=False))
+    assert third.expect(CONNACK)[1] == b"\x01\x00"
