@@ -28,7 +28,9 @@ has the fixes in packet decoding):
   broker's; amqtt left the client's message loop instead, so its DISCONNECT was never
   handled and its next CONNECT waited for the take-over timeout, MQTT-3.1.4-2);
 - a clean session ends with its connection [MQTT-3.1.2-6], so a later
-  clean_session=0 CONNECT gets session present 0 [MQTT-3.2.2-2].
+  clean_session=0 CONNECT gets session present 0 [MQTT-3.2.2-2];
+- messages queued for an offline persistent session come back with retain 0
+  [MQTT-3.3.1-9] (amqtt marked them retained).
 
 It overrides private methods of amqtt 0.12.1, which pyproject.toml pins exactly;
 tests/broker cover the behaviour these overrides must keep.
@@ -203,6 +205,24 @@ class StationBroker(Broker):
                 return
             self.hub.message(topic, data)
         await super()._broadcast_message(session, topic, data, force_qos)
+
+    async def _publish_session_retained_messages(self, session: Session) -> None:
+        """Messages queued while a persistent session was offline, as amqtt sends them
+        but with retain 0: they match an established subscription [MQTT-3.3.1-9]
+        (amqtt sent them as retained). Since delivery takes min(published, granted)
+        QoS, only QoS 1/2 messages are queued [MQTT-3.1.2.4 lets QoS 0 go]."""
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        queued = session.retained_messages
+        tasks = []
+        while not queued.empty():
+            m = queued.get_nowait()
+            tasks.append(
+                asyncio.ensure_future(handler.mqtt_publish(m.topic, m.data, m.qos, retain=False))
+            )
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session

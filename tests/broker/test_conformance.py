@@ -335,3 +335,27 @@ def test_mqtt_3_2_2_2_no_session_present_after_a_clean_session_ended(broker, raw
     third = raw()
     third.send(connect_packet("sess", user, token, clean=False))
     assert third.expect(CONNACK)[1] == b"\x01\x00"
+
+
+# -- 3.3.1-9: retain = 0 on messages queued for an established subscription -------------
+
+
+def test_mqtt_3_3_1_9_queued_messages_arrive_with_retain_0(broker, raw):
+    user, token = broker.station_credentials()
+    sub = raw()
+    sub.send(connect_packet("queued", user, token, clean=False))
+    sub.expect(CONNACK)
+    assert subscribe(sub, "conf/queued", 1) == 1
+    sub.send(packet(DISCONNECT << 4, b""))
+    assert sub.closed_within(3.0)
+    pub = raw("pub")
+    publish(pub, "conf/queued", b"zero", 0)
+    publish(pub, "conf/queued", b"one", 1)
+    back = raw()
+    back.send(connect_packet("queued", user, token, clean=False))
+    assert back.expect(CONNACK)[1] == b"\x01\x00"
+    # The QoS 1 message was kept and comes back as it was published: QoS 1, retain 0.
+    assert next_publish(back) == (1, False, "conf/queued", b"one")
+    # The QoS 0 one was not queued (MQTT 3.1.2.4 lets a server drop it; Mosquitto's
+    # default too), and so never upgraded to the subscription's QoS 1.
+    ping(back)
