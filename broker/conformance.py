@@ -17,6 +17,14 @@ reaches the broker (StationBroker fixes what happens after):
   answer 0x01 to MQTT 5 and 3.1 (both define that code) and close; any other
   protocol name is closed without an answer, as 3.1.2-1 allows.
 
+- **Unacknowledged QoS 1 messages are lost when a connection ends** [MQTT-4.4.0-1]:
+  amqtt drops a message from the session's in-flight store as soon as its wait for
+  the PUBACK ends, also when it ends because the connection closed, so a persistent
+  session that resumes gets nothing back (its `_retry_deliveries` finds the store
+  empty). The broker's outgoing QoS 1 flow keeps the message when the wait was
+  cancelled and the session is persistent; amqtt then resends it with DUP 1 at the
+  next CONNECT.
+
 The patches replace functions of the exact amqtt version pinned in pyproject.toml
 (like broker/keepalive.py) and cost nothing per message: the wildcard test is the
 one amqtt already made, moved ahead of its exception.
@@ -24,6 +32,7 @@ one amqtt already made, moved ahead of its exception.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib.metadata import version
 from typing import Any
@@ -32,8 +41,11 @@ from amqtt.codecs_amqtt import decode_packet_id, decode_string
 from amqtt.errors import MQTTError
 from amqtt.mqtt.connack import UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.connect import ConnectPayload, ConnectVariableHeader
+from amqtt.mqtt.constants import QOS_1
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.mqtt.publish import PublishVariableHeader
+from amqtt.session import OUTGOING, OutgoingApplicationMessage
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +119,46 @@ async def _init_from_connect_answering(
         raise
 
 
+_qos1_flow = ProtocolHandler._handle_qos1_message_flow
+
+
+async def _qos1_flow_keeping_unacked(self: BrokerProtocolHandler, app_message: Any) -> None:
+    """amqtt's outgoing QoS 1 flow, except that a message whose PUBACK wait was
+    cancelled (the connection ended) stays in a persistent session's in-flight
+    store [MQTT-4.4.0-1]. Incoming messages take amqtt's path unchanged."""
+    session = self.session
+    if app_message.direction != OUTGOING or session is None:
+        await _qos1_flow(self, app_message)
+        return
+    packet_id = app_message.packet_id
+    if app_message.qos != QOS_1 or packet_id is None or app_message.puback_packet:
+        raise MQTTError(f"QoS 1 flow for a message it does not fit: {app_message!r}")
+    if packet_id not in session.inflight_out and isinstance(
+        app_message, OutgoingApplicationMessage
+    ):
+        session.inflight_out[packet_id] = app_message
+    # A message that already went out once is a retry: DUP 1 [MQTT-3.3.1-1].
+    publish = app_message.build_publish_packet(dup=app_message.publish_packet is not None)
+    await self._send_packet(publish)
+    app_message.publish_packet = publish
+    waiter: asyncio.Future[Any] = asyncio.Future()
+    self._puback_waiters[packet_id] = waiter
+    keep = False
+    try:
+        app_message.puback_packet = await asyncio.wait_for(waiter, timeout=5)
+    except TimeoutError:
+        msg = f"Timeout waiting for PUBACK for packet ID {packet_id}"
+        log.warning(msg)
+        raise TimeoutError(msg) from None
+    except asyncio.CancelledError:
+        keep = not session.clean_session
+        raise
+    finally:
+        self._puback_waiters.pop(packet_id, None)
+        if not keep:
+            session.inflight_out.pop(packet_id, None)
+
+
 def install() -> None:
     """Patch amqtt's decoders once; refuse to guess on another amqtt version."""
     global _installed
@@ -121,6 +173,7 @@ def install() -> None:
     PublishVariableHeader.from_stream = classmethod(_publish_header_from_stream)
     ConnectPayload.from_stream = classmethod(_connect_payload)
     BrokerProtocolHandler.init_from_connect = classmethod(_init_from_connect_answering)
+    BrokerProtocolHandler._handle_qos1_message_flow = _qos1_flow_keeping_unacked
     _installed = True
 
 

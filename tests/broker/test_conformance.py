@@ -365,3 +365,31 @@ def test_mqtt_3_3_1_9_queued_messages_arrive_with_retain_0(broker, raw):
     # The QoS 0 one was not queued (MQTT 3.1.2.4 lets a server drop it; Mosquitto's
     # default too), and so never upgraded to the subscription's QoS 1.
     ping(back)
+
+
+# -- 4.4.0-1: unacknowledged QoS 1 messages are resent when the session resumes ---------
+
+
+def test_mqtt_4_4_0_1_unacknowledged_qos1_is_resent_on_resume(broker, raw):
+    user, token = broker.station_credentials()
+    sub = raw()
+    sub.send(connect_packet("resume", user, token, clean=False))
+    sub.expect(CONNACK)
+    assert subscribe(sub, "conf/resume", 1) == 1
+    pub = raw("pub")
+    sent = []
+    for payload in (b"first", b"second"):
+        publish(pub, "conf/resume", payload, 1)
+        first, body = sub.expect(PUBLISH)
+        assert first == 0x32  # QoS 1, DUP 0, retain 0
+        sent.append(body)
+    sub.close()  # gone without acknowledging either
+    back = raw()
+    back.send(connect_packet("resume", user, token, clean=False))
+    assert back.expect(CONNACK)[1] == b"\x01\x00"
+    for body in sent:
+        first, again = back.expect(PUBLISH)
+        # The same packet, packet id included, with DUP 1 [MQTT-3.3.1-1].
+        assert (first, again) == (0x3A, body)
+        back.send(packet(PUBACK << 4, body[2 + len("conf/resume") : 4 + len("conf/resume")]))
+    ping(back)
