@@ -21,9 +21,10 @@ reaches the broker (StationBroker fixes what happens after):
   amqtt drops a message from the session's in-flight store as soon as its wait for
   the PUBACK ends, also when it ends because the connection closed, so a persistent
   session that resumes gets nothing back (its `_retry_deliveries` finds the store
-  empty). The broker's outgoing QoS 1 flow keeps the message when the wait was
-  cancelled and the session is persistent; amqtt then resends it with DUP 1 at the
-  next CONNECT.
+  empty); QoS 2 messages were dropped at PUBREC too, so a PUBREL was never resent.
+  The broker's outgoing QoS 1 and 2 flows keep the message when the wait was
+  cancelled and the session is persistent; amqtt then resends it at the next
+  CONNECT (the PUBLISH with DUP 1, or the PUBREL).
 
 The patches replace functions of the exact amqtt version pinned in pyproject.toml
 (like broker/keepalive.py) and cost nothing per message: the wildcard test is the
@@ -41,10 +42,11 @@ from amqtt.codecs_amqtt import decode_packet_id, decode_string
 from amqtt.errors import MQTTError
 from amqtt.mqtt.connack import UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.connect import ConnectPayload, ConnectVariableHeader
-from amqtt.mqtt.constants import QOS_1
+from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.mqtt.publish import PublishVariableHeader
+from amqtt.mqtt.pubrel import PubrelPacket
 from amqtt.session import OUTGOING, OutgoingApplicationMessage
 
 log = logging.getLogger(__name__)
@@ -159,6 +161,63 @@ async def _qos1_flow_keeping_unacked(self: BrokerProtocolHandler, app_message: A
             session.inflight_out.pop(packet_id, None)
 
 
+_qos2_flow = ProtocolHandler._handle_qos2_message_flow
+
+
+async def _await_ack(
+    self: BrokerProtocolHandler, waiters: dict[int, Any], packet_id: int, name: str
+) -> Any:
+    """Wait up to 5 s (as amqtt) for an acknowledgement of an outgoing message."""
+    waiter: asyncio.Future[Any] = asyncio.Future()
+    waiters[packet_id] = waiter
+    try:
+        return await asyncio.wait_for(waiter, timeout=5)
+    except TimeoutError:
+        msg = f"Timeout waiting for {name} for packet ID {packet_id}"
+        log.warning(msg)
+        raise TimeoutError(msg) from None
+    finally:
+        waiters.pop(packet_id, None)
+
+
+async def _qos2_flow_keeping_unacked(self: BrokerProtocolHandler, app_message: Any) -> None:
+    """amqtt's outgoing QoS 2 flow, but the message stays in the in-flight store
+    until PUBCOMP (amqtt dropped it at PUBREC, and at any end of the connection), so a
+    resumed persistent session gets the PUBLISH again (DUP 1) if no PUBREC came, or
+    the PUBREL if no PUBCOMP came [MQTT-4.4.0-1]."""
+    session = self.session
+    if app_message.direction != OUTGOING or session is None:
+        await _qos2_flow(self, app_message)
+        return
+    packet_id = app_message.packet_id
+    if app_message.qos != QOS_2 or packet_id is None or app_message.pubcomp_packet:
+        raise MQTTError(f"QoS 2 flow for a message it does not fit: {app_message!r}")
+    if packet_id not in session.inflight_out and isinstance(
+        app_message, OutgoingApplicationMessage
+    ):
+        session.inflight_out[packet_id] = app_message
+    keep = False
+    try:
+        if not app_message.pubrel_packet:
+            publish = app_message.build_publish_packet(dup=app_message.publish_packet is not None)
+            await self._send_packet(publish)
+            app_message.publish_packet = publish
+            app_message.pubrec_packet = await _await_ack(
+                self, self._pubrec_waiters, packet_id, "PUBREC"
+            )
+        app_message.pubrel_packet = PubrelPacket.build(packet_id)
+        await self._send_packet(app_message.pubrel_packet)
+        app_message.pubcomp_packet = await _await_ack(
+            self, self._pubcomp_waiters, packet_id, "PUBCOMP"
+        )
+    except asyncio.CancelledError:
+        keep = not session.clean_session
+        raise
+    finally:
+        if not keep:
+            session.inflight_out.pop(packet_id, None)
+
+
 def install() -> None:
     """Patch amqtt's decoders once; refuse to guess on another amqtt version."""
     global _installed
@@ -174,6 +233,7 @@ def install() -> None:
     ConnectPayload.from_stream = classmethod(_connect_payload)
     BrokerProtocolHandler.init_from_connect = classmethod(_init_from_connect_answering)
     BrokerProtocolHandler._handle_qos1_message_flow = _qos1_flow_keeping_unacked
+    BrokerProtocolHandler._handle_qos2_message_flow = _qos2_flow_keeping_unacked
     _installed = True
 
 

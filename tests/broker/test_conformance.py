@@ -393,3 +393,28 @@ def test_mqtt_4_4_0_1_unacknowledged_qos1_is_resent_on_resume(broker, raw):
         assert (first, again) == (0x3A, body)
         back.send(packet(PUBACK << 4, body[2 + len("conf/resume") : 4 + len("conf/resume")]))
     ping(back)
+
+
+def test_mqtt_4_4_0_1_unacknowledged_qos2_is_resumed(broker, raw):
+    """QoS 2: a PUBLISH without PUBREC is resent (DUP 1); one whose PUBREC came but
+    whose PUBCOMP did not gets its PUBREL again."""
+    user, token = broker.station_credentials()
+    sub = raw()
+    sub.send(connect_packet("resume2", user, token, clean=False))
+    sub.expect(CONNACK)
+    assert subscribe(sub, "conf/resume2", 2) == 2
+    pub = raw("pub")
+    publish(pub, "conf/resume2", b"unreceived", 2)
+    first, unreceived = sub.expect(PUBLISH)
+    assert first == 0x34
+    publish(pub, "conf/resume2", b"received", 2)
+    first, received = sub.expect(PUBLISH)
+    received_id = received[-len(b"received") - 2 : -len(b"received")]
+    sub.send(packet(PUBREC << 4, received_id))
+    assert sub.expect(PUBREL) == (0x62, received_id)
+    sub.close()  # gone: no PUBREC for the first, no PUBCOMP for the second
+    back = raw()
+    back.send(connect_packet("resume2", user, token, clean=False))
+    assert back.expect(CONNACK)[1] == b"\x01\x00"
+    got = {back.read(), back.read()}
+    assert got == {(0x3C, unreceived), (0x62, received_id)}
