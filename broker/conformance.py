@@ -143,20 +143,15 @@ async def _qos1_flow_keeping_unacked(self: BrokerProtocolHandler, app_message: A
     publish = app_message.build_publish_packet(dup=app_message.publish_packet is not None)
     await self._send_packet(publish)
     app_message.publish_packet = publish
-    waiter: asyncio.Future[Any] = asyncio.Future()
-    self._puback_waiters[packet_id] = waiter
     keep = False
     try:
-        app_message.puback_packet = await asyncio.wait_for(waiter, timeout=5)
-    except TimeoutError:
-        msg = f"Timeout waiting for PUBACK for packet ID {packet_id}"
-        log.warning(msg)
-        raise TimeoutError(msg) from None
+        app_message.puback_packet = await _await_ack(
+            self, self._puback_waiters, packet_id, "PUBACK"
+        )
     except asyncio.CancelledError:
         keep = not session.clean_session
         raise
     finally:
-        self._puback_waiters.pop(packet_id, None)
         if not keep:
             session.inflight_out.pop(packet_id, None)
 

@@ -209,54 +209,24 @@ def test_manual_backend_with_device_needs_no_scan(tmp_path, monkeypatch, memory_
     assert [j.ap_ssid for j in jobs] == [ap]  # registered in step 1, then cancelled
 
 
-def test_manual_backend_without_device_says_how_to_name_it(tmp_path, monkeypatch, capsys):
+def _provision_manual(tmp_path, monkeypatch, *extra: str) -> int:
+    """`station provision … --wifi manual` with a home password on stdin."""
     cfg = tmp_path / "settings.json"
     cfg.write_text(json.dumps({"broker": {"bind_host": "127.0.0.1", "port": 0}}))
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse 42\n"))
-    rc = main(
-        [
-            "--config",
-            str(cfg),
-            "--db",
-            str(tmp_path / "r.db"),
-            "provision",
-            "--home",
-            "H",
-            "--ssid",
-            "HomeNet",
-            "--password-stdin",
-            "--wifi",
-            "manual",
-        ]
-    )
-    assert rc == 2
+    db = str(tmp_path / "r.db")
+    home = ["--home", "H", "--ssid", "HomeNet", "--password-stdin"]
+    return main(["--config", str(cfg), "--db", db, "provision", *home, "--wifi", "manual", *extra])
+
+
+def test_manual_backend_without_device_says_how_to_name_it(tmp_path, monkeypatch, capsys):
+    assert _provision_manual(tmp_path, monkeypatch) == 2
     err = capsys.readouterr().err
     assert "name the device's network with --device esp32-dht11-Setup-XXXXXX" in err
 
 
 def test_manual_backend_refuses_a_name_that_is_no_setup_network(tmp_path, monkeypatch, capsys):
-    cfg = tmp_path / "settings.json"
-    cfg.write_text(json.dumps({"broker": {"bind_host": "127.0.0.1", "port": 0}}))
-    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse 42\n"))
-    rc = main(
-        [
-            "--config",
-            str(cfg),
-            "--db",
-            str(tmp_path / "r.db"),
-            "provision",
-            "--home",
-            "H",
-            "--ssid",
-            "HomeNet",
-            "--password-stdin",
-            "--wifi",
-            "manual",
-            "--device",
-            "my-phone",
-        ]
-    )
-    assert rc == 2
+    assert _provision_manual(tmp_path, monkeypatch, "--device", "my-phone") == 2
     assert "my-phone: not a device setup network" in capsys.readouterr().err
 
 

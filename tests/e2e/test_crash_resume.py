@@ -21,6 +21,15 @@ from station.wifi.journal import Journal
 RUNNER = Path(__file__).with_name("crash_runner.py")
 
 
+def _run_and_kill(db: str, world: DemoWorld, port: int, journal_path: Path) -> None:
+    """A station process provisioning the site, SIGKILLed once 2 devices restarted."""
+    args = [db, str(world.air.root), str(port), str(journal_path), "2"]
+    child = subprocess.run(
+        [sys.executable, str(RUNNER), *args], capture_output=True, text=True, timeout=120
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+
+
 def test_crash_mid_batch_then_resume(tmp_path):
     port = free_port()
     db = str(tmp_path / "registry.sqlite3")
@@ -29,21 +38,7 @@ def test_crash_mid_batch_then_resume(tmp_path):
     with DemoWorld(5, port, root=tmp_path / "site", timing=FAST_TIMING) as world:
         registry.add_home("Smith", world.home_ssid)
         registry.close()
-        child = subprocess.run(
-            [
-                sys.executable,
-                str(RUNNER),
-                db,
-                str(world.air.root),
-                str(port),
-                str(journal_path),
-                "2",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+        _run_and_kill(db, world, port, journal_path)
         # Left behind: the laptop on a device network with a temporary profile.
         assert world.air.laptop().ssid != world.home_ssid
 
@@ -108,21 +103,7 @@ def test_crash_while_waiting_then_restart_with_its_ap_back(tmp_path):
     with DemoWorld(3, port, root=tmp_path / "site", timing=timing) as world:
         registry.add_home("Smith", world.home_ssid)
         registry.close()
-        child = subprocess.run(
-            [
-                sys.executable,
-                str(RUNNER),
-                db,
-                str(world.air.root),
-                str(port),
-                str(journal_path),
-                "2",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+        _run_and_kill(db, world, port, journal_path)
 
         registry = Registry(db)
         waiting = {j.provisioning_id: j.device for j in registry.jobs((Status.WAITING,))}
