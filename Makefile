@@ -20,6 +20,7 @@ run: $(STAMP)
 
 # pytest exits 5 when a selection (PYTEST_ARGS) matches no test: report it, do not fail.
 test: $(STAMP)
+	.ci/os-packages
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 	$(BIN)/ruff check station broker tests benchmarks main.py

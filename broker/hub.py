@@ -17,6 +17,7 @@ from amqtt.session import Session
 
 from broker import keepalive
 from broker.access import AccessControl, Principal, Role
+from broker.stats import BrokerStats
 from station.control import CONTROL_REMOVED
 from station.registry.models import utcnow
 from station.registry.tracking import TRACKED_LEAVES, Observation
@@ -57,6 +58,7 @@ class BrokerHub:
         # Called (on the loop) with a removed device's username, from the CLI's message.
         self.on_device_removed: Callable[[str], None] | None = None
         self.denied = 0
+        self.stats = BrokerStats()
 
     # -- connect -----------------------------------------------------------------------
 

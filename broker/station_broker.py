@@ -143,6 +143,7 @@ class StationBroker(Broker):
         )
         if app_message is None:
             return True
+        self.hub.stats.received += 1
         topic = app_message.topic
         if not topic or "#" in topic or "+" in topic:
             # [MQTT-4.7.3-1], [MQTT-3.3.2-2] (wildcards are caught while decoding too)
@@ -221,6 +222,7 @@ class StationBroker(Broker):
             tasks.append(
                 asyncio.ensure_future(handler.mqtt_publish(m.topic, m.data, m.qos, retain=False))
             )
+        self.hub.stats.sent += len(tasks)
         if tasks:
             await asyncio.wait(tasks)
 
@@ -252,6 +254,7 @@ class StationBroker(Broker):
             # A cleared topic (MQTT-3.3.1-10) stays in amqtt's store with no data.
             if r.data and self.allowed(session, r.topic, Action.RECEIVE)
         ]
+        self.hub.stats.sent += len(tasks)
         if tasks:
             await asyncio.wait(tasks)
 
@@ -288,6 +291,7 @@ class StationBroker(Broker):
                     continue
                 handler = self._get_handler(target_session)
                 if handler:
+                    self.hub.stats.sent += 1
                     running_tasks.append(
                         asyncio.ensure_future(
                             handler.mqtt_publish(topic, broadcast["data"], qos, retain=False)
