@@ -7,6 +7,11 @@ Roles:
 - device: username = node_name = client id, token checked against its hash; publish
   and subscribe only under `<topic_prefix>/`, plus publish of its own Home Assistant
   discovery documents `homeassistant/<component>/<node_name>_<id>/config`.
+- observer / operator: an integration account (station.registry.accounts: Home
+  Assistant, Node-RED, MQTT Explorer...), any client id. An observer may read every
+  topic but `$` ones other than `$SYS`, and publish only Home Assistant's birth/will
+  topic `homeassistant/status`; an operator may also publish device commands,
+  `<topic_root>/<node>/cmd`.
 - anonymous clients, only when the operator turns them on (`allow_anonymous`): a
   monitor that may subscribe (read) but never publish, and never sees `$SYS`. An
   anonymous client never acts as a device, whatever client id it claims.
@@ -26,18 +31,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from station.registry.accounts import AccountCredentials
 from station.registry.credentials import hash_token, verify_token
+from station.registry.models import AccountRole
 from station.registry.service import DeviceCredentials
 
 log = logging.getLogger(__name__)
 
 STATION_USERNAME = "station"
+# Home Assistant's default birth and will topic (its MQTT integration's "birth message").
+HA_STATUS_TOPIC = "homeassistant/status"
+SYS_PREFIX = "$SYS/"
 
 
 class Role(StrEnum):
     STATION = "station"
     DEVICE = "device"
     MONITOR = "monitor"
+    OBSERVER = AccountRole.OBSERVER.value
+    OPERATOR = AccountRole.OPERATOR.value
+
+
+ACCOUNT_ROLES = (Role.OBSERVER, Role.OPERATOR)
 
 
 @dataclass(frozen=True)
@@ -62,20 +77,32 @@ def _has_wildcard(topic: str) -> bool:
     return "+" in topic or "#" in topic
 
 
+def _is_sys(topic: str) -> bool:
+    return topic == "$SYS" or topic.startswith(SYS_PREFIX)
+
+
 class AccessControl:
     """Credential cache plus the ACL. Thread-safe: the registry adds devices from the
     provisioning thread while the broker loop authenticates."""
 
     def __init__(
-        self, station_token: str, allow_anonymous: bool = False, seed_app_devices: bool = False
+        self,
+        station_token: str,
+        allow_anonymous: bool = False,
+        seed_app_devices: bool = False,
+        topic_root: str = "home",
     ) -> None:
         self._station_hash = hash_token(station_token)
         self.allow_anonymous = allow_anonymous
         self.seed_app_devices = seed_app_devices
+        # Device topics are `<topic_root>/<node>/...` (station.registry.naming).
+        self.topic_root = topic_root.strip("/")
         self._devices: dict[str, DeviceCredentials] = {}
+        self._accounts: dict[str, AccountCredentials] = {}
         self._lock = threading.Lock()
         # A registry read for a username not in the cache (another process registered it).
         self.lookup: Callable[[str], DeviceCredentials | None] | None = None
+        self.account_lookup: Callable[[str], AccountCredentials | None] | None = None
 
     # -- credentials -----------------------------------------------------------------
 
@@ -90,6 +117,25 @@ class AccessControl:
     def remove(self, username: str) -> None:
         with self._lock:
             self._devices.pop(username, None)
+
+    def load_accounts(self, accounts: list[AccountCredentials]) -> None:
+        with self._lock:
+            self._accounts = {a.name: a for a in accounts}
+
+    def forget_account(self, name: str) -> None:
+        """Drop a cached account (removed or rotated): the next login reads the registry."""
+        with self._lock:
+            self._accounts.pop(name, None)
+
+    def _account(self, name: str) -> AccountCredentials | None:
+        with self._lock:
+            account = self._accounts.get(name)
+        if account is None and self.account_lookup is not None:
+            account = self.account_lookup(name)  # added by `station accounts add` since start
+            if account is not None:
+                with self._lock:
+                    self._accounts[name] = account
+        return account
 
     def _device(self, username: str) -> DeviceCredentials | None:
         with self._lock:
@@ -127,6 +173,9 @@ class AccessControl:
             if password is not None and verify_token(password, self._station_hash):
                 return Decision(Principal(Role.STATION, username), "station client")
             return Decision(None, "bad station credentials")
+        account = self._account(username)
+        if account is not None:
+            return self._account_decision(account, password, will_topic)
         cred = self._device(username)
         if cred is None:
             return Decision(None, f"unknown user {username!r}")
@@ -135,6 +184,21 @@ class AccessControl:
         if client_id is None or not hmac.compare_digest(client_id, username):
             return Decision(None, f"client id {client_id!r} does not match user {username!r}")
         return self._device_decision(cred, will_topic, "device")
+
+    def _account_decision(
+        self, account: AccountCredentials, password: str | bytes | None, will_topic: str | None
+    ) -> Decision:
+        if not verify_token(password, account.password_hash):
+            return Decision(None, f"wrong password for account {account.name!r}")
+        role = Role.OPERATOR if account.role is AccountRole.OPERATOR else Role.OBSERVER
+        principal = Principal(role, account.name, self.topic_root)
+        if will_topic is not None and not self.may_publish(principal, will_topic):
+            return Decision(
+                None,
+                f"will topic {will_topic!r}: a {role} account may set its will only on "
+                f"{HA_STATUS_TOPIC}",
+            )
+        return Decision(principal, f"{role} account")
 
     def _device_decision(
         self, cred: DeviceCredentials, will_topic: str | None, reason: str
@@ -148,9 +212,25 @@ class AccessControl:
     # -- topics ------------------------------------------------------------------------
 
     @staticmethod
+    def _is_command_topic(root: str, topic: str) -> bool:
+        """`<root>/<node>/cmd`: a device's command topic (naming.topic_prefix + /cmd)."""
+        if root:
+            if not topic.startswith(root + "/"):
+                return False
+            topic = topic[len(root) + 1 :]
+        node, slash, leaf = topic.partition("/")
+        return bool(node) and slash == "/" and leaf == "cmd"
+
+    @staticmethod
     def may_publish(principal: Principal, topic: str) -> bool:
         if principal.role is Role.STATION:
             return True
+        if principal.role in ACCOUNT_ROLES:
+            if topic == HA_STATUS_TOPIC:
+                return True
+            return principal.role is Role.OPERATOR and AccessControl._is_command_topic(
+                principal.topic_prefix, topic
+            )
         if principal.role is not Role.DEVICE or _has_wildcard(topic) or topic.startswith("$"):
             return False
         if topic.startswith(principal.topic_prefix + "/"):
@@ -171,6 +251,8 @@ class AccessControl:
         if principal.role is Role.MONITOR:
             # `#` and `+/...` never match `$SYS` topics (MQTT 4.7.2), so this keeps $SYS out.
             return not topic_filter.startswith("$")
+        if principal.role in ACCOUNT_ROLES:
+            return not topic_filter.startswith("$") or _is_sys(topic_filter)
         # The filter must start with the literal prefix, so no wildcard can reach
         # another device's topics.
         return topic_filter.startswith(principal.topic_prefix + "/")
@@ -181,4 +263,6 @@ class AccessControl:
             return True
         if principal.role is Role.MONITOR:
             return not topic.startswith("$")
+        if principal.role in ACCOUNT_ROLES:
+            return not topic.startswith("$") or _is_sys(topic)
         return topic.startswith(principal.topic_prefix + "/")

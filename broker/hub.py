@@ -16,9 +16,9 @@ from typing import Any
 from amqtt.session import Session
 
 from broker import keepalive
-from broker.access import AccessControl, Principal, Role
+from broker.access import ACCOUNT_ROLES, AccessControl, Principal, Role
 from broker.stats import BrokerStats
-from station.control import CONTROL_REMOVED
+from station.control import CONTROL_ACCOUNT, CONTROL_REMOVED
 from station.registry.models import utcnow
 from station.registry.tracking import TRACKED_LEAVES, Observation
 
@@ -115,8 +115,31 @@ class BrokerHub:
                 self.on_device_removed(username)
             await self.close_client(username)
             log.info("device %s removed by another station process: login revoked", username)
+        elif topic == CONTROL_ACCOUNT:
+            name = data.decode("utf-8", "replace")
+            closed = await self.account_changed(name)
+            log.info(
+                "account %s removed or given a new password: %d connection(s) closed",
+                name,
+                closed,
+            )
         else:
             log.warning("unknown control message %s", topic)
+
+    async def account_changed(self, name: str) -> int:
+        """An account was removed or rotated: forget its login and close every connection
+        it holds (a tool may hold several, with any client ids). Returns how many."""
+        self.access.forget_account(name)
+        holders = [
+            client_id
+            for client_id, live in self.live.items()
+            if (p := principal_of(live.session)) is not None
+            and p.role in ACCOUNT_ROLES
+            and p.username == name
+        ]
+        for client_id in holders:
+            await self.close_client(client_id)
+        return len(holders)
 
     async def close_client(self, client_id: str, timeout: float = TAKEOVER_TIMEOUT_S) -> bool:
         """Close a live connection (a removed device's) and wait until amqtt has let it

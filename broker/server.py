@@ -20,12 +20,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from broker import conformance, keepalive
+from broker import conformance, keepalive, sys_topics
 from broker.access import STATION_USERNAME, AccessControl
 from broker.hub import BrokerHub
 from broker.ingest import IngestWriter, Listener
 from broker.plugins import HUBS, plugin_config
 from broker.station_broker import StationBroker
+from broker.sys_topics import SysPublisher
 from station import commands
 from station.errors import StationError
 from station.loop_thread import LoopThread
@@ -107,15 +108,20 @@ class EmbeddedBroker:
         *,
         reading_min_interval_s: float = 10.0,
         flush_interval_s: float = 0.05,
+        sys_interval_s: float = sys_topics.INTERVAL_S,
     ) -> None:
         self.registry = registry
         self.settings = settings or BrokerSettings()
         # The station's own clients log in with this; it lives only in memory for one run.
         self._station_token = new_token()
         self.access = AccessControl(
-            self._station_token, self.settings.allow_anonymous, self.settings.seed_app_devices
+            self._station_token,
+            self.settings.allow_anonymous,
+            self.settings.seed_app_devices,
+            topic_root=registry.topic_root,
         )
         self.access.lookup = registry.credentials
+        self.access.account_lookup = registry.accounts.credentials
         self.tracker = Tracker(reading_min_interval_s)
         self.ingest = IngestWriter(registry.db, self.tracker, flush_interval=flush_interval_s)
         self.hub = BrokerHub(
@@ -125,6 +131,8 @@ class EmbeddedBroker:
         self._hub_id = uuid.uuid4().hex
         self._lt = LoopThread("mqtt-broker", lambda: new_event_loop(self.settings.event_loop))
         self._amqtt: StationBroker | None = None
+        self._sys: SysPublisher | None = None
+        self.sys_interval_s = sys_interval_s
         self._port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -144,6 +152,7 @@ class EmbeddedBroker:
         keepalive.install()
         conformance.install()
         self.access.load(self.registry.all_credentials())
+        self.access.load_accounts(self.registry.accounts.all_credentials())
         HUBS[self._hub_id] = self.hub
         self.ingest.start()
         try:
@@ -208,6 +217,15 @@ class EmbeddedBroker:
         await self._amqtt.start()
         server = self._amqtt._servers["default"].instance  # bound port when port=0
         self._port = server.sockets[0].getsockname()[1]
+        self._sys = SysPublisher(self._amqtt, self.hub, self.sys_interval_s)
+        self._sys.start()
+
+    async def _shutdown(self) -> None:
+        if self._sys is not None:
+            await self._sys.stop()
+            self._sys = None
+        if self._amqtt is not None:
+            await self._amqtt.shutdown()
 
     def _start_error(self, exc: BaseException) -> BrokerStartError:
         cause: BaseException | None = exc
@@ -228,7 +246,7 @@ class EmbeddedBroker:
         """Close every connection, stop the loop, then flush the registry writes."""
         if not self._lt.started:
             return
-        self._lt.stop(self._amqtt.shutdown if self._amqtt is not None else None, STOP_TIMEOUT_S)
+        self._lt.stop(self._shutdown, STOP_TIMEOUT_S)
         self._amqtt = None
         self.ingest.stop()
         HUBS.pop(self._hub_id, None)
@@ -270,6 +288,14 @@ class EmbeddedBroker:
         self.tracker.forget(device.topic_prefix)
         if self._lt.loop is not None and self._amqtt is not None:
             self._lt.call(self.hub.close_client(device.mqtt_username), timeout)
+
+    def account_changed(self, name: str, timeout: float = 5.0) -> int:
+        """An integration account was removed or given a new password: its login is
+        read again and its connections are closed. Returns how many were closed."""
+        self.access.forget_account(name)
+        if self._lt.loop is None or self._amqtt is None:
+            return 0
+        return self._lt.call(self.hub.account_changed(name), timeout)
 
     def add_listener(self, listener: Listener) -> None:
         self.ingest.add_listener(listener)

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 # takes these only from the station's own clients and never routes them.
 CONTROL_PREFIX = "station-control/"
 CONTROL_REMOVED = CONTROL_PREFIX + "device_removed"
+# An integration account was removed or got a new password: its cached login goes and
+# its connections are closed (the payload is the account name).
+CONTROL_ACCOUNT = CONTROL_PREFIX + "account_changed"
 
 
 class NotRunning(StationError):
@@ -222,6 +225,9 @@ class RemoteBroker:
     def device_removed(self, device: Device) -> None:
         self._publish(CONTROL_REMOVED, device.mqtt_username.encode())
 
+    def account_changed(self, name: str) -> None:
+        self._publish(CONTROL_ACCOUNT, name.encode())
+
     def retained_topics(self, topic_filter: str) -> list[str]:
         """What the broker replays to a new subscriber (its retained messages)."""
         self._subscribe(topic_filter)
@@ -262,6 +268,9 @@ class NoBroker:
 
     def device_removed(self, device: Device) -> None:
         pass
+
+    def account_changed(self, name: str) -> None:
+        pass  # no broker runs: the next one reads the accounts as they are then
 
     def retained_topics(self, topic_filter: str) -> list[str]:
         return []

@@ -18,6 +18,7 @@ from station import __version__
 COMMANDS = [
     "broker_cmd",
     "devices_cmd",
+    "accounts_cmd",
     "homes_cmd",
     "provision_cmd",
     "firmware_cmd",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from station import settings as settings_mod
@@ -60,3 +61,16 @@ def open_registry(args: argparse.Namespace, settings: Settings) -> Registry:
     url = registry_url(args, settings)
     prov = settings.provisioning
     return Registry(url, node_name_prefix=prov.node_name_prefix, topic_root=prov.topic_root)
+
+
+def confirm(question: str, assume_yes: bool) -> bool:
+    """Ask on the terminal; without one, refuse with the flag that skips the question."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise StationError(f"{question} Needs confirmation: add --yes to run without a terminal.")
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")

@@ -6,9 +6,8 @@ import argparse
 import datetime as dt
 import json
 import logging
-import sys
 
-from station.cli.common import existing_registry, load_settings, open_registry
+from station.cli.common import confirm, existing_registry, load_settings, open_registry
 from station.commands import COMMANDS, CommandError
 from station.errors import StationError
 from station.registry.models import Device, utcnow
@@ -145,19 +144,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 # -- remove and command --------------------------------------------------------------------
-
-
-def confirm(question: str, assume_yes: bool) -> bool:
-    """Ask on the terminal; without one, refuse with the flag that skips the question."""
-    if assume_yes:
-        return True
-    if not sys.stdin.isatty():
-        raise StationError(f"{question} Needs confirmation: add --yes to run without a terminal.")
-    try:
-        answer = input(f"{question} [y/N] ")
-    except EOFError:
-        answer = ""
-    return answer.strip().lower() in ("y", "yes")
 
 
 def _station_broker(registry_location: str):

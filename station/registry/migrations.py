@@ -16,12 +16,12 @@ from playhouse.migrate import SchemaMigrator
 
 from station.errors import ConfigError
 from station.registry.db import write_transaction
-from station.registry.models import ALL_MODELS, Meta, ProvisioningJob
+from station.registry.models import ALL_MODELS, Account, Meta, ProvisioningJob
 from station.registry.status import Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _pending_to_registered(db: peewee.Database, migrator: SchemaMigrator) -> None:
@@ -46,10 +46,16 @@ def _seed_app_login(db: peewee.Database, migrator: SchemaMigrator) -> None:
     db.execute_sql("ALTER TABLE device ADD COLUMN seed_app_login BOOLEAN NOT NULL DEFAULT FALSE")
 
 
+def _accounts(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """3 -> 4: the `account` table (integration logins); nothing existing changes."""
+    db.create_tables([Account])
+
+
 # from-version -> step that upgrades to from-version + 1
 MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     1: _pending_to_registered,
     2: _seed_app_login,
+    3: _accounts,
 }
 
 

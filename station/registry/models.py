@@ -160,4 +160,24 @@ class Event(BaseModel):
     data = JSONField(null=True)
 
 
-ALL_MODELS: list[type[BaseModel]] = [Meta, Home, Device, ProvisioningJob, Reading, Event]
+class AccountRole(StrEnum):
+    """What an integration account (a tool that is not a device) may do on the broker;
+    the rules are broker/access.py's."""
+
+    OBSERVER = "observer"  # read every device topic, discovery and $SYS; birth/will only
+    OPERATOR = "operator"  # an observer that may also send device commands
+
+
+class Account(BaseModel):
+    """A named MQTT login for Home Assistant, Node-RED, MQTT Explorer and the like.
+    Its password is shown once and stored only as a hash, like a device token."""
+
+    id = peewee.AutoField()
+    name = peewee.CharField(unique=True, max_length=32)
+    role = WordField(AccountRole, max_length=16)
+    password_hash = peewee.CharField(max_length=100)
+    created_at = peewee.DateTimeField(default=utcnow)
+    rotated_at = peewee.DateTimeField(null=True)
+
+
+ALL_MODELS: list[type[BaseModel]] = [Meta, Home, Device, ProvisioningJob, Reading, Event, Account]

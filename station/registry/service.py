@@ -16,6 +16,7 @@ import peewee
 
 from station.errors import StationError
 from station.registry import credentials, naming
+from station.registry.accounts import Accounts
 from station.registry.db import database_proxy, describe, make_database, write_transaction
 from station.registry.migrations import migrate
 from station.registry.models import (
@@ -75,6 +76,8 @@ class Registry:
         self.schema_version = migrate(self.db)
         self.node_name_prefix = node_name_prefix
         self.topic_root = topic_root
+        # Integration accounts (station.registry.accounts): logins for tools, not devices.
+        self.accounts = Accounts(self.db, node_name_prefix)
         log.info("registry: %s (schema %d)", describe(self.db), self.schema_version)
 
     def close(self) -> None:
