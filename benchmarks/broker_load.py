@@ -3,6 +3,7 @@ embedded broker (its auth/ACL/tracking plugins and registry ingest switched on).
 
     python benchmarks/broker_load.py                       # N = 200 and 1000, 1 msg/s
     python benchmarks/broker_load.py --devices 500 --rate 2 --duration 20
+    python benchmarks/broker_load.py --against station     # without the Mosquitto column
 
 Each device logs in with its own issued token and client id, sets a retained will,
 subscribes to its `cmd` topic, publishes a retained `online` (QoS 1), then `state`
@@ -10,6 +11,12 @@ subscribes to its `cmd` topic, publishes a retained `online` (QoS 1), then `stat
 measures end-to-end latency from the send time carried in the payload. The broker
 runs in its own process so its CPU and RSS are measured alone (psutil); traffic
 stays on 127.0.0.1.
+
+With `--against station,mosquitto` (the default when Mosquitto is installed) the same
+load generator then runs against Mosquitto configured the same way: a password file
+with the same per-device tokens, an ACL per device (`user <node>` / `topic readwrite
+<prefix>/#`) and the station subscriber's login (tests/mosquitto.py starts it), and a
+side-by-side table gives the ratios station / Mosquitto from that one run.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import random
@@ -27,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -34,6 +43,71 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mqtt_wire import PUBLISH, Connection, parse_publish, read_packet
 
 HOST = "127.0.0.1"
+BROKERS = ("station", "mosquitto")
+
+
+# -- Mosquitto, configured as the station's broker --------------------------------------
+
+
+def mosquitto_launcher() -> Any:
+    """tests/mosquitto.py, the one Mosquitto launcher (loaded by path: putting tests/ on
+    sys.path would make tests/broker shadow the broker package)."""
+    if "mosquitto" not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "tests" / "mosquitto.py"
+        spec = importlib.util.spec_from_file_location("mosquitto", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["mosquitto"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["mosquitto"]
+
+
+def mosquitto_available() -> bool:
+    try:
+        mosquitto_launcher().binary()
+    except RuntimeError:
+        return False
+    return True
+
+
+def mosquitto_acl(devices: list[dict], station_user: str) -> str:
+    """The station's ACL in Mosquitto's words: the station reads and writes everything,
+    each device its own prefix (its Home Assistant discovery topics are not used by
+    the load, and Mosquitto's ACL file cannot express them with a wildcard)."""
+    lines = [f"user {station_user}", "topic readwrite #", ""]
+    for d in devices:
+        lines += [f"user {d['node']}", f"topic readwrite {d['prefix']}/#", ""]
+    return "\n".join(lines)
+
+
+def mosquitto_setup(workdir: Path, devices: list[dict]):  # -> (Mosquitto, (user, token))
+    """A Mosquitto (not started) with the devices' tokens and the station's login."""
+    from station.registry.credentials import new_token
+
+    Mosquitto = mosquitto_launcher().Mosquitto
+
+    station = ("station", new_token())
+    users = {d["node"]: d["token"] for d in devices} | {station[0]: station[1]}
+    return Mosquitto(workdir, users=users, acl=mosquitto_acl(devices, station[0])), station
+
+
+def register_devices(db: str, n: int) -> list[dict]:
+    """N devices in a fresh registry at `db`, each with its issued token."""
+    from station.registry import Registry
+
+    reg = Registry(db)
+    devices = []
+    for _ in range(n):
+        issued = reg.register_device()
+        devices.append(
+            {
+                "node": issued.device.node_name,
+                "token": issued.token,
+                "prefix": issued.device.topic_prefix,
+            }
+        )
+    reg.close()
+    return devices
 
 
 # -- broker process ----------------------------------------------------------------------
@@ -124,7 +198,8 @@ async def run_load(
     duration: float,
     settle: float,
     broker_pid: int,
-    db: str,
+    db: str | None,
+    mark: bool = True,
 ) -> dict:
     latencies: list[float] = []
     settling: list[float] = []  # sent during the settle window right after the storm
@@ -233,7 +308,8 @@ async def run_load(
     await asyncio.sleep(max(0.0, start - time.time()))
     me = psutil.Process()
     cpu0, wall0, self0 = proc.cpu_times(), time.perf_counter(), me.cpu_times()
-    proc.send_signal(signal.SIGUSR1)
+    if mark:
+        proc.send_signal(signal.SIGUSR1)
     await publishers
     # Drain: give the last messages time to arrive.
     deadline = time.time() + 5
@@ -241,7 +317,7 @@ async def run_load(
         await asyncio.sleep(0.05)
     cpu1, wall1, self1 = proc.cpu_times(), time.perf_counter(), me.cpu_times()
     await asyncio.sleep(0.5)  # let the ingest thread commit its last batch
-    online, readings = registry_counts(db)
+    online, readings = registry_counts(db) if db else (None, None)
     sampler_task.cancel()
     lag_task.cancel()
     sub_task.cancel()
@@ -282,24 +358,45 @@ async def run_load(
 
 
 def one_run(
-    n: int, rate: float, duration: float, settle: float, gc_tuning: bool, event_loop: str
+    n: int,
+    rate: float,
+    duration: float,
+    settle: float,
+    gc_tuning: bool,
+    event_loop: str,
+    kind: str = "station",
 ) -> dict:
-    from station.registry import Registry
-
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "registry.sqlite3")
-        reg = Registry(db)
-        devices = []
-        for _ in range(n):
-            issued = reg.register_device()
-            devices.append(
+        devices = register_devices(db, n)
+        if kind == "mosquitto":
+            version = mosquitto_launcher().version
+            mosq, station = mosquitto_setup(Path(tmp) / "mosquitto", devices)
+            with mosq:
+                assert mosq.proc is not None
+                result = asyncio.run(
+                    run_load(
+                        mosq.port,
+                        station,
+                        devices,
+                        rate,
+                        duration,
+                        settle,
+                        mosq.proc.pid,
+                        None,
+                        mark=False,
+                    )
+                )
+            result.update(
                 {
-                    "node": issued.device.node_name,
-                    "token": issued.token,
-                    "prefix": issued.device.topic_prefix,
+                    "broker": f"mosquitto {version()}",
+                    "gc_tuning": None,
+                    "event_loop": None,
+                    "loop_lag_ms_p99": None,
+                    "loop_lag_ms_max": None,
                 }
             )
-        reg.close()
+            return result
         child = subprocess.Popen(
             [sys.executable, __file__, "--serve", db, "--port", "0"]
             + ([] if gc_tuning else ["--no-gc-tuning"])
@@ -326,28 +423,64 @@ def one_run(
             tail = child.communicate(timeout=60)[0]
         final = json.loads(tail.strip().splitlines()[-1])
         result.update(final)
+        result["broker"] = "station"
         result["gc_tuning"] = gc_tuning
         result["event_loop"] = event_loop
         return result
 
 
 def report(r: dict, timeline: bool = False) -> str:
+    if r["broker"] != "station":
+        head = f"N={r['devices']} devices x {r['rate_per_device']} msg/s on {r['broker']}"
+        tail = f"  broker CPU {r['broker_cpu_pct']} % of a core, RSS {r['broker_rss_mb_max']} MB"
+    else:
+        head = (
+            f"N={r['devices']} devices x {r['rate_per_device']} msg/s on the station broker "
+            f"(gc_tuning={r['gc_tuning']}, event loop {r['event_loop']})"
+        )
+        tail = (
+            f"  broker CPU {r['broker_cpu_pct']} % of a core, RSS {r['broker_rss_mb_max']} MB, "
+            f"loop lag p99 {r['loop_lag_ms_p99']} ms / max {r['loop_lag_ms_max']} ms"
+        )
     lines = [
-        f"N={r['devices']} devices x {r['rate_per_device']} msg/s, {r['duration_s']:.0f} s "
-        f"measured after {r['settle_s']:.0f} s settling (gc_tuning={r['gc_tuning']}, "
-        f"event loop {r['event_loop']})",
+        f"{head}, {r['duration_s']:.0f} s measured after {r['settle_s']:.0f} s settling",
         f"  connect storm {r['connect_storm_s']} s; sent {r['sent']}, received "
         f"{r['received']}, lost {r['lost']}; delivered {r['delivered_per_s']} msg/s",
         f"  latency p50 {r['latency_ms_p50']} ms, p99 {r['latency_ms_p99']} ms, "
         f"max {r['latency_ms_max']} ms (settling window p99 {r['settle_latency_ms_p99']} ms)",
-        f"  broker CPU {r['broker_cpu_pct']} % of a core, RSS {r['broker_rss_mb_max']} MB, "
-        f"loop lag p99 {r['loop_lag_ms_p99']} ms / max {r['loop_lag_ms_max']} ms",
+        tail,
         f"  load generator CPU {r['loadgen_cpu_pct']} %, its loop lag max "
         f"{r['loadgen_lag_ms_max']} ms; registry online {r['online_in_registry']}/"
         f"{r['devices']}, readings {r['readings']}",
     ]
     if timeline:
         lines.append(f"  p99 ms per second: {r['p99_ms_per_second']}")
+    return "\n".join(lines)
+
+
+SIDE_BY_SIDE = [
+    ("connect storm", "connect_storm_s", "s"),
+    ("lost", "lost", ""),
+    ("p50", "latency_ms_p50", "ms"),
+    ("p99", "latency_ms_p99", "ms"),
+    ("max", "latency_ms_max", "ms"),
+    ("settling p99", "settle_latency_ms_p99", "ms"),
+    ("broker CPU", "broker_cpu_pct", "%"),
+    ("broker RSS", "broker_rss_mb_max", "MB"),
+]
+
+
+def side_by_side(station: dict, mosquitto: dict) -> str:
+    """Markdown table: station, Mosquitto and station / Mosquitto for one N."""
+    lines = [
+        f"| {station['devices']} x {station['rate_per_device']:g}/s | station | "
+        f"{mosquitto['broker']} | station / Mosquitto |",
+        "|---|---|---|---|",
+    ]
+    for label, key, unit in SIDE_BY_SIDE:
+        a, b = station.get(key), mosquitto.get(key)
+        ratio = f"{a / b:.1f}x" if isinstance(a, int | float) and b else "-"
+        lines.append(f"| {label} | {a} {unit} | {b} {unit} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -373,6 +506,12 @@ def main() -> None:
         choices=["auto", "uvloop", "asyncio"],
         help="the broker's event loop (default: the station's choice)",
     )
+    ap.add_argument(
+        "--against",
+        default=None,
+        help="comma-separated brokers to run the same load against: station, mosquitto "
+        "(default: both when Mosquitto is installed, else station)",
+    )
     ap.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print JSON lines only")
@@ -386,14 +525,38 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d')}",
         flush=True,
     )
+    kinds = (
+        args.against.split(",")
+        if args.against
+        else list(BROKERS)
+        if mosquitto_available()
+        else ["station"]
+    )
+    unknown = set(kinds) - set(BROKERS)
+    if unknown:
+        ap.error(f"unknown broker(s) {', '.join(sorted(unknown))}: choose from {BROKERS}")
+    tables = []
     for n in args.devices:
-        r = one_run(
-            n, args.rate, args.duration, args.settle, not args.no_gc_tuning, args.event_loop
-        )
-        if args.json:
-            print(json.dumps(r), flush=True)
-            continue
-        print(report(r, args.timeline), flush=True)
+        runs = {}
+        for kind in kinds:
+            r = one_run(
+                n,
+                args.rate,
+                args.duration,
+                args.settle,
+                not args.no_gc_tuning,
+                args.event_loop,
+                kind,
+            )
+            runs[kind] = r
+            if args.json:
+                print(json.dumps(r), flush=True)
+            else:
+                print(report(r, args.timeline), flush=True)
+        if "station" in runs and "mosquitto" in runs:
+            tables.append(side_by_side(runs["station"], runs["mosquitto"]))
+    for t in tables:
+        print("\n" + t, flush=True)
 
 
 if __name__ == "__main__":
