@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import psutil
@@ -95,3 +98,18 @@ def still_running(pids: set[int]) -> set[int]:
         except psutil.NoSuchProcess:
             pass
     return alive
+
+
+STATION = str(Path(sys.executable).with_name("station"))
+
+
+def station_cli(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """The `station` command as a user runs it, in a subprocess."""
+    return subprocess.run(
+        [STATION, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

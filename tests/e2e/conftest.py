@@ -10,7 +10,8 @@ import pytest
 from support import FAST
 
 from broker import EmbeddedBroker
-from station.provisioning import Station
+from station import control
+from station.provisioning import BulkQueue, Station
 from station.registry import Registry
 from station.settings import BrokerSettings, ProvisioningSettings
 from station.sim.demo import DemoWorld
@@ -61,6 +62,31 @@ def site(tmp_path) -> Iterator[dict]:
         w.stop()
     broker.stop()
     registry.close()
+
+
+@pytest.fixture
+def running(site, tmp_path, monkeypatch):
+    """A provisioned simulated device (real firmware) on a station that announces itself
+    as a running one does (station/control.py), for the `station` CLI in a subprocess."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("STATION_DATA_DIR", str(data))
+    world = site["world"](1)
+    station = site["station"](world)
+    registry, broker = site["registry"], site["broker"]
+    home = registry.add_home("Smith", world.home_ssid)
+    queue = BulkQueue(station)
+    queue.add(queue.scan(), home)
+    assert queue.run(home, world.home_password).ok
+    path = control.announce(broker, registry.location)
+    env = {
+        **os.environ,
+        "STATION_DATA_DIR": str(data),
+        "STATION_CONFIG": str(tmp_path / "settings.json"),
+        "HOME": str(tmp_path),
+    }
+    db = str(tmp_path / "registry.sqlite3")
+    yield env, db, registry, broker, world, registry.devices()[0]
+    control.withdraw(path)
 
 
 # --- the station as a user starts it (tests/e2e/test_entry_*.py) ----------------------

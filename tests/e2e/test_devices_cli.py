@@ -8,52 +8,11 @@ in a subprocess, on the same registry file.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from support import station_cli as cli
 from support import wait_for
 
 from station import control
-from station.provisioning import BulkQueue
-
-STATION = str(Path(sys.executable).with_name("station"))
-
-
-def cli(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [STATION, *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture
-def running(site, tmp_path, monkeypatch):
-    data = tmp_path / "data"
-    monkeypatch.setenv("STATION_DATA_DIR", str(data))
-    world = site["world"](1)
-    station = site["station"](world)
-    registry, broker = site["registry"], site["broker"]
-    home = registry.add_home("Smith", world.home_ssid)
-    queue = BulkQueue(station)
-    queue.add(queue.scan(), home)
-    assert queue.run(home, world.home_password).ok
-    path = control.announce(broker, registry.location)
-    env = {
-        **os.environ,
-        "STATION_DATA_DIR": str(data),
-        "STATION_CONFIG": str(tmp_path / "settings.json"),
-        "HOME": str(tmp_path),
-    }
-    db = str(tmp_path / "registry.sqlite3")
-    yield env, db, registry, broker, world, registry.devices()[0]
-    control.withdraw(path)
 
 
 def test_announcement_is_private_to_its_user(running, tmp_path):
