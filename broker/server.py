@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from broker import conformance, keepalive, sys_topics
+from broker import conformance, keepalive, limits, sys_topics
 from broker.access import STATION_USERNAME, AccessControl
 from broker.hub import BrokerHub
 from broker.ingest import IngestWriter, Listener
@@ -151,6 +151,7 @@ class EmbeddedBroker:
             return
         keepalive.install()
         conformance.install()
+        limits.install(self.hub, self.settings)
         self.access.load(self.registry.all_credentials())
         self.access.load_accounts(self.registry.accounts.all_credentials())
         HUBS[self._hub_id] = self.hub
@@ -174,10 +175,11 @@ class EmbeddedBroker:
                 "(broker.seed_app_devices) once the seed's app is no longer used."
             )
         log.info(
-            "MQTT broker listening on %s:%d (%d device credentials loaded)",
+            "MQTT broker listening on %s:%d (%d device credentials, %d accounts loaded)",
             self.settings.bind_host,
             self.port,
             len(self.registry.all_credentials()),
+            len(self.registry.accounts.all_credentials()),
         )
 
     def _mark_unconnected_offline(self) -> None:

@@ -6,13 +6,16 @@ provisioned device that runs the real firmware."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
 from mosquitto import binary
-from support import station_cli, wait_for
+from support import STATION, station_cli, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -185,3 +188,56 @@ def test_remove_and_rotate_on_the_running_station_end_the_old_login(running):
     again.close()
     listed = station_cli(env, "--db", db, "accounts", "list")
     assert "No accounts yet" in listed.stdout
+
+
+def test_station_broker_entry_point_serves_an_account_and_sys(user_env):
+    """`station broker` as a user starts it; the account is made afterwards by the CLI,
+    read by mosquitto_sub, and removed while the broker runs."""
+    env = {**os.environ, **user_env}
+    proc = subprocess.Popen(
+        [STATION, "broker", "--bind", "127.0.0.1", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        port = int(re.match(r"broker listening on 127\.0\.0\.1:(\d+)", line).group(1))
+        out = station_cli(env, "accounts", "add", "grafana", "--role", "observer")
+        assert out.returncode == 0, out.stderr
+        password = out.stdout.splitlines()[-1]
+        sub = subprocess.run(
+            [
+                binary("mosquitto_sub"),
+                *("-h", "127.0.0.1", "-p", str(port), "-u", "grafana", "-P", password),
+                *("-t", "$SYS/broker/version", "-t", "$SYS/broker/uptime", "-v"),
+                *("-C", "2", "-W", "20"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert sub.returncode == 0, sub.stderr
+        assert re.search(r"^\$SYS/broker/version station version \S+ \(amqtt", sub.stdout, re.M)
+        assert re.search(r"^\$SYS/broker/uptime \d+ seconds$", sub.stdout, re.M)
+        out = station_cli(env, "accounts", "remove", "grafana", "--yes")
+        assert out.returncode == 0 and "running station closed its connections" in out.stdout
+        refused = subprocess.run(
+            [
+                binary("mosquitto_sub"),
+                *("-h", "127.0.0.1", "-p", str(port), "-u", "grafana", "-P", password),
+                *("-t", "$SYS/#", "-C", "1", "-W", "10"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert refused.returncode != 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert password not in err  # never logged
+    assert "refused client" in err and "unknown user 'grafana'" in err
