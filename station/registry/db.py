@@ -28,6 +28,34 @@ SQLITE_PRAGMAS = {
 }
 
 
+# playhouse.db_url's names for PostgreSQL (postgresext: with playhouse extensions).
+POSTGRES_SCHEMES = ("postgres", "postgresql", "postgres+pool", "postgresext", "postgresqlext")
+POSTGRES_EXTRA = "pip install 'esp32-provisioning-station[postgres]'"
+
+
+def _need_postgres_driver() -> None:
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "a PostgreSQL registry needs the psycopg2 driver, which is not installed: "
+            f"{POSTGRES_EXTRA} (the `postgres` extra), or pip install psycopg2-binary"
+        ) from None
+
+
+def open_database(db: peewee.Database) -> None:
+    """Connect, turning the server's refusals into one clear sentence (no password)."""
+    try:
+        db.connect(reuse_if_open=True)
+    except peewee.ImproperlyConfigured as exc:  # a driver peewee could not load
+        raise ConfigError(f"cannot open the registry {describe(db)}: {exc}") from None
+    except peewee.OperationalError as exc:
+        reason = " ".join(str(exc).split())
+        # libpq: 'connection to server at "h", port p failed: FATAL:  <reason>'
+        reason = reason.split("FATAL:", 1)[-1].strip() or reason
+        raise ConfigError(f"cannot open the registry {describe(db)}: {reason}") from None
+
+
 def default_path() -> Path:
     from station.settings import data_dir
 
@@ -47,6 +75,9 @@ def make_database(url: str | None = None) -> peewee.Database:
             ":memory:", pragmas={"foreign_keys": 1}, thread_safe=False, check_same_thread=False
         )
     if "://" in url:
+        scheme = url.partition("://")[0].lower()
+        if scheme in POSTGRES_SCHEMES:
+            _need_postgres_driver()
         try:
             db = connect_url(url)
         except Exception as exc:
@@ -63,6 +94,12 @@ def describe(db: peewee.Database) -> str:
     """Where the registry lives, without credentials (for logs and the status bar)."""
     if isinstance(db, peewee.SqliteDatabase):
         return f"sqlite:{db.database}"
+    params = getattr(db, "connect_params", {}) or {}
+    if isinstance(db, peewee.PostgresqlDatabase):
+        user = f"{params['user']}@" if params.get("user") else ""
+        host = params.get("host") or "localhost"
+        port = f":{params['port']}" if params.get("port") else ""
+        return f"postgresql://{user}{host}{port}/{db.database}"  # never the password
     return f"{type(db).__name__}:{db.database}"
 
 

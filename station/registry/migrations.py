@@ -69,7 +69,7 @@ def schema_version(db: peewee.Database) -> int | None:
 
 
 def _set_version(version: int) -> None:
-    Meta.insert(key="schema_version", value=str(version)).on_conflict_replace().execute()
+    Meta.put("schema_version", str(version))
 
 
 def migrate(db: peewee.Database, target: int | None = None) -> int:

@@ -59,6 +59,14 @@ class Meta(BaseModel):
     key = peewee.CharField(primary_key=True, max_length=64)
     value = peewee.TextField()
 
+    @classmethod
+    def put(cls, key: str, value: str) -> None:
+        """Insert or replace one fact: INSERT ... ON CONFLICT (key) DO UPDATE, which
+        SQLite (3.24+) and PostgreSQL both speak (PostgreSQL has no INSERT OR REPLACE)."""
+        cls.insert(key=key, value=value).on_conflict(
+            conflict_target=[cls.key], update={cls.value: value}
+        ).execute()
+
 
 class Home(BaseModel):
     """A customer site. Its WiFi password is in the OS keyring, never in this table."""

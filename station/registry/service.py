@@ -17,7 +17,13 @@ import peewee
 from station.errors import StationError
 from station.registry import credentials, naming
 from station.registry.accounts import Accounts
-from station.registry.db import database_proxy, describe, make_database, write_transaction
+from station.registry.db import (
+    database_proxy,
+    describe,
+    make_database,
+    open_database,
+    write_transaction,
+)
 from station.registry.migrations import migrate
 from station.registry.models import (
     Device,
@@ -72,7 +78,7 @@ class Registry:
     ) -> None:
         self.db = make_database(url)
         database_proxy.initialize(self.db)
-        self.db.connect(reuse_if_open=True)
+        open_database(self.db)
         self.schema_version = migrate(self.db)
         self.node_name_prefix = node_name_prefix
         self.topic_root = topic_root
@@ -309,7 +315,7 @@ class Registry:
         number = max(
             naming.next_number(self.node_name_prefix, used), int(row.value) + 1 if row else 1
         )
-        Meta.insert(key=key, value=str(number)).on_conflict_replace().execute()
+        Meta.put(key, str(number))
         return number
 
     def rotate_token(self, device: Device) -> str:

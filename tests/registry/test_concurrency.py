@@ -1,5 +1,6 @@
-"""Two writers on one SQLite file, as in a running station: the ingest thread applying
-broker batches while the provisioning worker registers devices."""
+"""Two writers on one database (a SQLite file, a PostgreSQL server), as in a running
+station: the ingest thread applying broker batches while the provisioning worker
+registers devices."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from station.registry.models import utcnow
 from station.registry.tracking import Observation, Tracker
 
 
-def test_read_then_write_transactions_never_fail_with_locked(tmp_path):
-    path = str(tmp_path / "r.db")
-    reg = Registry(path)
+def test_read_then_write_transactions_never_fail_with_locked(db_url):
+    reg = Registry(db_url)
     seed = [reg.register_device() for _ in range(20)]
     errors: list[BaseException] = []
     stop = threading.Event()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import peewee
 import pytest
 
@@ -145,28 +143,24 @@ def test_next_number():
 # -- migrations --------------------------------------------------------------------
 
 
-def test_new_database_gets_current_version(tmp_path):
-    reg = Registry(str(tmp_path / "r.db"))
+def test_new_database_gets_current_version(db_url):
+    reg = Registry(db_url)
     assert migrations.schema_version(reg.db) == migrations.SCHEMA_VERSION
     reg.close()
 
 
-def test_newer_database_is_refused(tmp_path):
-    path = tmp_path / "r.db"
-    Registry(str(path)).close()
-    con = sqlite3.connect(path)
-    con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
-    con.commit()
-    con.close()
+def test_newer_database_is_refused(db_url):
+    reg = Registry(db_url)
+    reg.db.execute_sql("UPDATE meta SET value='99' WHERE key='schema_version'")
+    reg.close()
     with pytest.raises(ConfigError, match="schema version 99, newer"):
-        Registry(str(path))
+        Registry(db_url)
 
 
-def test_older_database_is_upgraded_in_place(tmp_path, monkeypatch):
-    """A release that adds a column registers a step; an old file opens with it applied
-    and keeps its rows."""
-    path = tmp_path / "r.db"
-    old = Registry(str(path))
+def test_older_database_is_upgraded_in_place(db_url, monkeypatch):
+    """A release that adds a column registers a step; an old database opens with it
+    applied and keeps its rows."""
+    old = Registry(db_url)
     old.register_device(name="Attic")
     old.close()
 
@@ -176,7 +170,7 @@ def test_older_database_is_upgraded_in_place(tmp_path, monkeypatch):
         run(migrator.add_column("device", "note", peewee.TextField(default="")))
 
     monkeypatch.setitem(migrations.MIGRATIONS, migrations.SCHEMA_VERSION, add_note_column)
-    db = make_database(str(path))
+    db = make_database(db_url)
     assert (
         migrations.migrate(db, target=migrations.SCHEMA_VERSION + 1)
         == migrations.SCHEMA_VERSION + 1
@@ -187,16 +181,15 @@ def test_older_database_is_upgraded_in_place(tmp_path, monkeypatch):
     db.close()
 
 
-def test_failed_migration_leaves_database_untouched(tmp_path, monkeypatch):
-    path = tmp_path / "r.db"
-    Registry(str(path)).close()
+def test_failed_migration_leaves_database_untouched(db_url, monkeypatch):
+    Registry(db_url).close()
 
     def broken(db, migrator):
         db.execute_sql("ALTER TABLE device ADD COLUMN half_done TEXT")
         raise RuntimeError("disk on fire")
 
     monkeypatch.setitem(migrations.MIGRATIONS, migrations.SCHEMA_VERSION, broken)
-    db = make_database(str(path))
+    db = make_database(db_url)
     with pytest.raises(RuntimeError):
         migrations.migrate(db, target=migrations.SCHEMA_VERSION + 1)
     assert migrations.schema_version(db) == migrations.SCHEMA_VERSION
