@@ -9,6 +9,13 @@ reaches the broker (StationBroker fixes what happens after):
   packet (a payload can read as a PUBREL). The standard says to close the
   connection; `ProtocolViolation` is not an MQTTError, so amqtt's reader ends the
   connection on it (an abnormal close: the will is sent [MQTT-3.1.2-8]).
+- **Ill-formed UTF-8 and U+0000 in a string** [MQTT-1.5.3-1], [MQTT-1.5.3-2]: amqtt's
+  `decode_string` turns undecodable bytes into the text of their repr (`"b'\\xff'"`),
+  so a topic that is not UTF-8 was routed under that name (and a filter
+  subscribed); U+0000 passed as it is. The standard says to close the connection.
+  Topic names, topic filters (SUBSCRIBE, UNSUBSCRIBE) are decoded with
+  `decode_mqtt_string`, which raises `ProtocolViolation`; the CONNECT's strings are
+  checked by broker/limits.py, which reads the CONNECT first.
 - **An unsupported protocol** [MQTT-3.1.2-2]: a 3.1.1 server answers CONNACK 0x01
   (unacceptable protocol version) and closes. amqtt decodes an MQTT 5 CONNECT as if
   it were 3.1.1, so its properties are read as the client id's length and it waits
@@ -36,10 +43,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from importlib.metadata import version
+from struct import unpack
 from typing import Any
 
-from amqtt.codecs_amqtt import decode_packet_id, decode_string
+from amqtt.codecs_amqtt import decode_packet_id, read_or_raise
 from amqtt.errors import MQTTError
+from amqtt.mqtt import subscribe, unsubscribe
 from amqtt.mqtt.connack import UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.connect import ConnectPayload, ConnectVariableHeader
 from amqtt.mqtt.constants import QOS_1, QOS_2
@@ -72,10 +81,31 @@ class UnsupportedProtocol(MQTTError):
         self.answer = name in ANSWERED_NAMES
 
 
+def check_string(raw: bytes, what: str) -> str:
+    """An MQTT UTF-8 string's bytes as text, or ProtocolViolation [MQTT-1.5.3-1/2]."""
+    try:
+        text = raw.decode("utf-8")  # also refuses encoded surrogates U+D800-U+DFFF
+    except UnicodeDecodeError:
+        raise ProtocolViolation(
+            f"[MQTT-1.5.3-1] ill-formed UTF-8 in {what}: {raw[:40]!r}"
+        ) from None
+    if "\x00" in text:
+        raise ProtocolViolation(f"[MQTT-1.5.3-2] U+0000 in {what}: {raw[:40]!r}")
+    return text
+
+
+async def decode_mqtt_string(reader: Any) -> str:
+    """amqtt's `decode_string`, but ill-formed UTF-8 or U+0000 ends the connection."""
+    (length,) = unpack("!H", await read_or_raise(reader, 2))
+    if not length:
+        return ""
+    return check_string(await read_or_raise(reader, length), "a topic name or filter")
+
+
 async def _publish_header_from_stream(
     cls: type[PublishVariableHeader], reader: Any, fixed_header: Any
 ) -> PublishVariableHeader:
-    topic_name = await decode_string(reader)
+    topic_name = await decode_mqtt_string(reader)
     if "#" in topic_name or "+" in topic_name:
         raise ProtocolViolation(f"[MQTT-3.3.2-2] wildcard in PUBLISH topic {topic_name!r}")
     packet_id = await decode_packet_id(reader) if (fixed_header.flags >> 1) & 0x03 else None
@@ -225,6 +255,9 @@ def install() -> None:
             "check its PUBLISH and CONNECT decoding before changing the pin"
         )
     PublishVariableHeader.from_stream = classmethod(_publish_header_from_stream)
+    # The SUBSCRIBE and UNSUBSCRIBE payloads read their filters through these names.
+    subscribe.decode_string = decode_mqtt_string
+    unsubscribe.decode_string = decode_mqtt_string
     ConnectPayload.from_stream = classmethod(_connect_payload)
     BrokerProtocolHandler.init_from_connect = classmethod(_init_from_connect_answering)
     BrokerProtocolHandler._handle_qos1_message_flow = _qos1_flow_keeping_unacked
@@ -232,4 +265,10 @@ def install() -> None:
     _installed = True
 
 
-__all__ = ["ProtocolViolation", "UnsupportedProtocol", "install"]
+__all__ = [
+    "ProtocolViolation",
+    "UnsupportedProtocol",
+    "check_string",
+    "decode_mqtt_string",
+    "install",
+]

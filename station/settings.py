@@ -58,6 +58,18 @@ class BrokerSettings:
     gc_tuning: bool = True
     # "auto" = uvloop where installed, else asyncio's own loop.
     event_loop: str = "auto"
+    # Bad input (docs/DESIGN.md "Bad input at the broker"). A connection that has not
+    # sent a whole CONNECT this many seconds after it opened is closed.
+    connect_timeout_s: float = 10.0
+    # Largest packet (its remaining length, bytes) taken before the CONNECT is
+    # accepted: the CONNECT itself, will included.
+    max_packet_connect: int = 65_536
+    # ... from a device: the firmware's largest packet is a ~1 KB Home Assistant
+    # discovery document, so 64 KiB is 60x its need and stops a 64 MiB publish.
+    max_packet_device: int = 65_536
+    # ... from the station's own clients and integration accounts (roles station,
+    # monitor, observer, operator); a role not known here gets the device limit.
+    max_packet_client: int = 1_048_576
 
 
 @dataclass
