@@ -54,6 +54,7 @@ class Mosquitto:
         acl: str | None = None,
         extra: list[str] | None = None,
         port: int | None = None,
+        dynsec_admin: tuple[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +62,8 @@ class Mosquitto:
         self.users = users
         self.acl = acl
         self.extra = extra or []
+        # (username, password) of the dynamic-security plugin's admin client, or None.
+        self.dynsec_admin = dynsec_admin
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "mosquitto.log"
 
@@ -87,16 +90,39 @@ class Mosquitto:
                     capture_output=True,
                 )
             lines += ["allow_anonymous false", f"password_file {pwfile}"]
-        else:
+        elif self.dynsec_admin is None:
             lines.append("allow_anonymous true")
         if self.acl is not None:
             aclfile = self.workdir / "acl"
             aclfile.write_text(self.acl)
             lines.append(f"acl_file {aclfile}")
+        if self.dynsec_admin is not None:
+            lines += self._dynsec_lines(*self.dynsec_admin)
         lines += self.extra
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
+
+    def _dynsec_lines(self, admin: str, password: str) -> list[str]:
+        """The dynamic-security plugin Debian ships, with a fresh config whose only
+        client is the admin (as `mosquitto_ctrl dynsec init` makes it)."""
+        found = sorted(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so")) + sorted(
+            Path("/usr/lib").glob("mosquitto_dynamic_security.so")
+        )
+        if not found:
+            raise RuntimeError(f"Mosquitto's dynamic-security plugin is missing: {INSTALL_HINT}")
+        config = self.workdir / "dynsec.json"
+        config.unlink(missing_ok=True)
+        subprocess.run(
+            [binary("mosquitto_ctrl"), "dynsec", "init", str(config), admin, password],
+            check=True,
+            capture_output=True,
+        )
+        return [
+            "allow_anonymous false",
+            f"plugin {found[0]}",
+            f"plugin_opt_config_file {config}",
+        ]
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
         conf = self._config()
