@@ -125,16 +125,30 @@ async def flood(cfg: dict) -> dict:
     ]
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    end = time.monotonic() + duration
+    # Counted for `duration`; then flooding goes on (the broker is being stopped) until
+    # the broker closes the connection, or STOP_WAIT_S.
+    measured_until = time.monotonic() + duration
+    end = measured_until + STOP_WAIT_S
     counts = [0] * len(conns)
+    at_end: list[int] = []
+
+    def tick() -> None:
+        if not at_end and time.monotonic() >= measured_until:
+            at_end.append(sum(counts))
 
     async def qos0(i: int, conn: Connection, topic: str) -> None:
         batch = b"".join(publish_packet(topic, PAYLOAD) for _ in range(BATCH))
         w = conn.writer
         while time.monotonic() < end:
             w.write(batch)
-            await w.drain()
+            try:
+                await w.drain()
+            except ConnectionError:
+                return
+            if w.transport.is_closing():
+                return
             counts[i] += BATCH
+            tick()
 
     async def qos1(i: int, conn: Connection, topic: str) -> None:
         head = bytes([0x32])
@@ -146,24 +160,32 @@ async def flood(cfg: dict) -> dict:
         more = asyncio.Event()
         next_id = 0
 
+        gone = False
+
         async def acks() -> None:
-            nonlocal inflight
+            nonlocal inflight, gone
             r = conn.reader
             pending = b""
             while True:
-                chunk = await r.read(65536)
+                try:
+                    chunk = await r.read(65536)
+                except ConnectionError:
+                    chunk = b""
                 if not chunk:
+                    gone = True
+                    more.set()
                     return
                 data = pending + chunk
                 n = len(data) // 4  # PUBACK = 4 bytes; nothing else comes back
                 pending = data[n * 4 :]
                 counts[i] += n
                 inflight -= n
+                tick()
                 more.set()
 
         reader = asyncio.create_task(acks())
         w = conn.writer
-        while time.monotonic() < end:
+        while time.monotonic() < end and not gone:
             if inflight > WINDOW // 2:
                 more.clear()
                 try:
@@ -177,11 +199,13 @@ async def flood(cfg: dict) -> dict:
                 parts.append(fixed + topic_b + struct.pack("!H", next_id) + PAYLOAD)
             inflight += len(parts)
             w.write(b"".join(parts))
-            await w.drain()
+            try:
+                await w.drain()
+            except ConnectionError:
+                break
         reader.cancel()
 
     run = qos0 if qos == 0 else qos1
-    t0 = time.monotonic()
     await asyncio.gather(
         *(
             run(i, c, p["topic"])
@@ -189,10 +213,10 @@ async def flood(cfg: dict) -> dict:
         ),
         return_exceptions=True,
     )
-    elapsed = time.monotonic() - t0
+    tick()
     for c in conns:
         c.writer.transport.abort()
-    return {"accepted": sum(counts), "elapsed": elapsed}
+    return {"accepted": at_end[0] if at_end else sum(counts), "elapsed": duration}
 
 
 def publisher_main(cfg_json: str) -> None:
@@ -383,6 +407,7 @@ def one_case(kind: str, qos: int, publishers: int, duration: float) -> dict:
         r["broker"] = kind
         r["log_problems"] = len(bad)
         r["first_problem"] = bad[0][:160] if bad else None
+        r["problems"] = [ln[:200] for ln in bad[:5]]
         r["clean_stop"] = r["stop_s"] is not None and not bad
         return r
 
@@ -463,6 +488,8 @@ def main() -> None:
                         f"({'clean' if r['clean_stop'] else 'NOT clean'})",
                         flush=True,
                     )
+                    for line in r["problems"]:
+                        print(f"      log: {line}", flush=True)
     print(table(results), flush=True)
 
 
