@@ -277,8 +277,9 @@ class EmbeddedBroker:
 
     # -- registry and listeners --------------------------------------------------------
 
-    def device_registered(self, device: Device) -> None:
-        """Let a newly registered device log in without waiting for a cache miss."""
+    def device_registered(self, device: Device, token: str | None = None) -> None:
+        """Let a newly registered device log in without waiting for a cache miss (the
+        token's hash is read from the registry; `token` is for external brokers)."""
         cred = self.registry.credentials(device.mqtt_username)
         if cred is not None:
             self.access.upsert(cred)

@@ -219,7 +219,7 @@ class RemoteBroker:
             time.sleep(0.05)
         return None
 
-    def device_registered(self, device: Device) -> None:
+    def device_registered(self, device: Device, token: str | None = None) -> None:
         pass  # the running broker reads new devices from the registry on their first login
 
     def device_removed(self, device: Device) -> None:
@@ -263,7 +263,7 @@ class NoBroker:
             "are not queued: a device gets them only while it is connected."
         )
 
-    def device_registered(self, device: Device) -> None:
+    def device_registered(self, device: Device, token: str | None = None) -> None:
         pass
 
     def device_removed(self, device: Device) -> None:

@@ -50,7 +50,12 @@ TIMEOUT_S = 5.0
 
 
 class DynSecError(StationError):
-    """The broker, the login or the dynamic-security plugin refused or did not answer."""
+    """The broker, the login or the dynamic-security plugin refused or did not answer
+    (`unanswered`: no answer came, so trying again later may work)."""
+
+    def __init__(self, message: str, *, unanswered: bool = False) -> None:
+        super().__init__(message)
+        self.unanswered = unanswered
 
 
 @dataclass(frozen=True)
@@ -173,16 +178,28 @@ class DynSec:
 
     # -- commands ----------------------------------------------------------------------
 
-    def run(self, *commands: dict[str, Any], tolerate: Iterable[str] = ()) -> list[dict]:
+    def run(
+        self,
+        *commands: dict[str, Any],
+        tolerate: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> list[dict]:
         """Send commands in one message and wait for every answer; an answer with an
         error not in `tolerate` (e.g. "Client not found" when deleting) raises."""
+        wait = self.timeout if timeout is None else timeout
         keys = [secrets.token_hex(8) for _ in commands]
         doc = {
             "commands": [{**c, "correlationData": k} for c, k in zip(commands, keys, strict=True)]
         }
-        info = self.client.publish(CONTROL_TOPIC, json.dumps(doc), qos=1)
-        info.wait_for_publish(self.timeout)
-        deadline = time.monotonic() + self.timeout
+        # QoS 0: a command that cannot go now is not kept by paho and replayed later,
+        # out of order with its retry (a late createClient after a newer one).
+        info = self.client.publish(CONTROL_TOPIC, json.dumps(doc), qos=0)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise DynSecError(
+                f"not connected to the MQTT broker at {self.login.host}:{self.login.port}",
+                unanswered=True,
+            )
+        deadline = time.monotonic() + wait
         with self._lock:
             while not all(k in self._answers for k in keys):
                 left = deadline - time.monotonic()
@@ -191,7 +208,8 @@ class DynSec:
                     raise DynSecError(
                         f"the MQTT broker at {self.login.host}:{self.login.port} did not "
                         f"answer {names}: is its dynamic-security plugin loaded, and may "
-                        f"{self.login.username!r} use it?"
+                        f"{self.login.username!r} use it?",
+                        unanswered=True,
                     )
                 self._answered.wait(left)
             answers = [self._answers.pop(k) for k in keys]
@@ -231,9 +249,11 @@ class DynSec:
         self.run({"command": "setClientPassword", "username": username, "password": password})
         return password
 
-    def add_device(self, node_name: str, token: str, topic_prefix: str) -> None:
+    def add_device(
+        self, node_name: str, token: str, topic_prefix: str, timeout: float | None = None
+    ) -> None:
         """Create (or replace) the device's role and client."""
-        self.remove_device(node_name)
+        self.remove_device(node_name, timeout=timeout)
         role = DEVICE_ROLE_PREFIX + node_name
         self.run(
             {
@@ -249,10 +269,11 @@ class DynSec:
                 "textname": f"ESP32 sensor {node_name} (esp32 provisioning station)",
                 "roles": [{"rolename": role}],
             },
+            timeout=timeout,
         )
         log.info("external broker: login for %s created", node_name)
 
-    def remove_device(self, node_name: str) -> None:
+    def remove_device(self, node_name: str, timeout: float | None = None) -> None:
         """Disable (kicking a live connection) and delete the device's client and role;
         nothing there is fine."""
         missing = ("Client not found", "Role not found")
@@ -261,4 +282,5 @@ class DynSec:
             {"command": "deleteClient", "username": node_name},
             {"command": "deleteRole", "rolename": DEVICE_ROLE_PREFIX + node_name},
             tolerate=missing,
+            timeout=timeout,
         )

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,6 +73,7 @@ class StationRuntime:
         demo_devices: int = 0,
         demo_switch_delay: float = 0.0,
         demo_timing: dict[str, int] | None = None,
+        demo_reach: Iterable[str] = (),
     ) -> StationRuntime:
         """Open the registry, start the broker; in demo mode also the simulated site.
 
@@ -124,6 +126,7 @@ class StationRuntime:
                     root=Path(tmp) / "site",
                     switch_delay=demo_switch_delay,
                     timing=demo_timing,
+                    reach=demo_reach,
                 )
                 rt.demo.start()
             except Exception:

@@ -1,5 +1,6 @@
-"""Home WiFi passwords in the OS keyring (Secret Service, macOS Keychain, Windows
-Credential Locker), never in the registry or the settings file.
+"""Home WiFi passwords and external brokers' admin logins in the OS keyring (Secret
+Service, macOS Keychain, Windows Credential Locker), never in the registry or the
+settings file.
 
 Where no keyring exists (a headless Linux box without Secret Service: keyring
 falls back to its `fail` backend), passwords are kept in memory for this run only
@@ -9,6 +10,7 @@ and `persistent` says so, so the GUI and CLI can tell the user plainly.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 
 import keyring
@@ -42,23 +44,23 @@ class SecretStore:
             return f"OS keyring ({type(keyring.get_keyring()).__name__})"
         return "memory only: no OS keyring found, passwords are asked again next run"
 
-    def set_home_password(self, home_id: int, password: str) -> None:
-        key = _key(home_id)
+    # -- any secret, by key -----------------------------------------------------------
+
+    def _set(self, key: str, secret: str) -> None:
         if self.persistent:
             try:
-                keyring.set_password(SERVICE, key, password)
+                keyring.set_password(SERVICE, key, secret)
                 return
             except (NoKeyringError, KeyringError) as exc:
                 log.warning(
-                    "keyring refused to store the password (%s); keeping it in "
-                    "memory for this run only",
+                    "keyring refused to store a secret (%s); keeping it in memory for "
+                    "this run only",
                     type(exc).__name__,
                 )
                 self.persistent = False
-        self._memory[key] = password
+        self._memory[key] = secret
 
-    def home_password(self, home_id: int) -> str | None:
-        key = _key(home_id)
+    def _get(self, key: str) -> str | None:
         if key in self._memory:
             return self._memory[key]
         if not self.persistent:
@@ -68,10 +70,38 @@ class SecretStore:
         except (NoKeyringError, KeyringError):
             return None
 
-    def delete_home_password(self, home_id: int) -> None:
-        key = _key(home_id)
+    def _delete(self, key: str) -> None:
         self._memory.pop(key, None)
         if self.persistent:
             # Deleting what is not there is fine.
             with contextlib.suppress(PasswordDeleteError, NoKeyringError, KeyringError):
                 keyring.delete_password(SERVICE, key)
+
+    # -- home WiFi passwords -----------------------------------------------------------
+
+    def set_home_password(self, home_id: int, password: str) -> None:
+        self._set(_key(home_id), password)
+
+    def home_password(self, home_id: int) -> str | None:
+        return self._get(_key(home_id))
+
+    def delete_home_password(self, home_id: int) -> None:
+        self._delete(_key(home_id))
+
+    # -- external brokers' admin logins (station.broker_target) ------------------------
+
+    def set_broker_login(self, key: str, username: str, password: str) -> None:
+        self._set(key, json.dumps({"username": username, "password": password}))
+
+    def broker_login(self, key: str) -> tuple[str, str] | None:
+        raw = self._get(key)
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            return str(doc["username"]), str(doc["password"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def delete_broker_login(self, key: str) -> None:
+        self._delete(key)

@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from station import broker_target, external_broker
 from station.cli.common import load_settings
 from station.cli.homes_cmd import check_wifi_password, read_password
 from station.cli.seed_flow import (
@@ -28,6 +29,7 @@ from station.cli.seed_flow import (
     run_started,
 )
 from station.errors import StationError
+from station.external_broker import ExternalBroker
 from station.provisioning import BulkQueue, SetupTarget, is_setup_ap
 from station.registry import Device, Home, Registry
 from station.secrets import SecretStore
@@ -72,6 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=demo_count,
         metavar="N",
         help="simulate a site with N devices running the real firmware",
+    )
+    p.add_argument(
+        "--broker",
+        metavar="URL",
+        help="--demo: the devices report to this external broker (mqtt[s]://USER:PASS@host:port, "
+        "a Mosquitto with its dynamic-security plugin) instead of the station's own; a "
+        "real home's broker is set with `station homes add|edit --broker`",
     )
     p.add_argument(
         "--switch-delay",
@@ -140,15 +149,27 @@ def run(args: argparse.Namespace) -> int:
     if args.wifi:
         settings.provisioning.wifi_backend = args.wifi
     password = read_password(True) if args.password_stdin else None
+    if args.broker and not args.demo:
+        raise StationError(
+            "--broker is for a demo site (--demo N); a real home's broker is part of the "
+            "home: `station homes edit HOME --broker URL`"
+        )
+    demo_broker = broker_target.parse(args.broker) if args.broker else None
     if args.demo:
         print(
             f"Starting {args.demo} simulated devices (real firmware, MicroPython unix port)...",
             flush=True,
         )
     rt = StationRuntime.start(
-        settings, db=args.db, demo_devices=args.demo or 0, demo_switch_delay=args.switch_delay
+        settings,
+        db=args.db,
+        demo_devices=args.demo or 0,
+        demo_switch_delay=args.switch_delay,
+        # The home's own broker is on its LAN: the simulated devices reach it as it is.
+        demo_reach=[f"{demo_broker.host}:{demo_broker.port}"] if demo_broker else (),
     )
     cancel_requested = threading.Event()
+    external: ExternalBroker | None = None
     try:
         if rt.demo is not None:
             args.home = args.home or "Demo home"
@@ -160,6 +181,18 @@ def run(args: argparse.Namespace) -> int:
             args.home = device.home.name
         # The home (and its password) first: no WiFi is touched for a home that is not there.
         home, password = resolve_home(args, registry, rt.secrets, password)
+        if args.broker:
+            target = external_broker.remember(rt.secrets, args.broker)
+            home = registry.edit_home(home, broker_url=target.url if target else None)
+        # A home with its own broker: checked before anything is configured.
+        external = external_broker.for_home(
+            registry,
+            rt.secrets,
+            home,
+            reading_min_interval_s=settings.registry.reading_min_interval_s,
+        )
+        if external is not None:
+            print(f"Broker: {external.target.url} (the home's own; logins by dynamic security)")
         # On a simulated site the person moves the simulated laptop (type a network name).
         air = rt.demo.air if rt.demo is not None else None
         confirm = TerminalConfirm(
@@ -182,6 +215,9 @@ def run(args: argparse.Namespace) -> int:
             log.info("%s", report)
         printer = ProgressPrinter(steps=manual)
         station = rt.provisioning_station()
+        if external is not None:
+            station.broker = external
+            station.broker_host, station.broker_port = external.address
         if manual:
             # Step 3 shows the networks the device hears (GET /api/scan), with a warning
             # when the home network is not among them. Not in a bulk run: a real ESP32
@@ -249,6 +285,8 @@ def run(args: argparse.Namespace) -> int:
             return 130
         return 0 if ok and summary.ok else 1
     finally:
+        if external is not None:
+            external.stop()
         rt.stop()
 
 

@@ -74,7 +74,9 @@ def is_setup_ap(ssid: str, prefix: str) -> bool:
 class BrokerLink(Protocol):
     """What the flow needs of the broker (broker.EmbeddedBroker, or a test's stand-in)."""
 
-    def device_registered(self, device: Device) -> None: ...
+    def device_registered(self, device: Device, token: str | None = None) -> None:
+        """A device was issued `token` (its clear text, for a broker that needs it to make
+        the login: an external Mosquitto; the embedded broker reads the hash)."""
 
     def device_removed(self, device: Device) -> None: ...
 
@@ -228,7 +230,7 @@ class Provisioner:
                 "nothing was changed.",
                 Step.PREPARE,
             ) from exc
-        self.station.broker.device_registered(issued.device)
+        self.station.broker.device_registered(issued.device, issued.token)
         ticket = Ticket(issued.job, issued.device, issued.token, target)
         ticket.timings[Step.PREPARE] = round(time.monotonic() - started, 3)
         self._report(
@@ -345,7 +347,7 @@ class Provisioner:
             # Configured again (resumed, retried, rerun): the device is in setup mode on
             # this link, so the token it may hold is replaced now.
             ticket.token = s.registry.rotate_token(ticket.device)
-            s.broker.device_registered(ticket.device)
+            s.broker.device_registered(ticket.device, ticket.token)
         client = s.client(link, ticket.target.ssid)
         try:
             self._configure(ticket, client, home_ssid, home_password)
@@ -431,7 +433,7 @@ class Provisioner:
         s.broker.device_removed(dropped)
         ticket.device = ticket.job.device
         ticket.token = s.registry.rotate_token(ticket.device)
-        s.broker.device_registered(ticket.device)
+        s.broker.device_registered(ticket.device, ticket.token)
         self._report(
             ticket,
             Step.CONFIGURE,

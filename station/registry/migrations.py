@@ -21,7 +21,7 @@ from station.registry.status import Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _pending_to_registered(db: peewee.Database, migrator: SchemaMigrator) -> None:
@@ -51,11 +51,17 @@ def _accounts(db: peewee.Database, migrator: SchemaMigrator) -> None:
     db.create_tables([Account])
 
 
+def _home_broker(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """4 -> 5: Home.broker_url, NULL for every existing home (the embedded broker)."""
+    db.execute_sql("ALTER TABLE home ADD COLUMN broker_url VARCHAR(255)")
+
+
 # from-version -> step that upgrades to from-version + 1
 MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     1: _pending_to_registered,
     2: _seed_app_login,
     3: _accounts,
+    4: _home_broker,
 }
 
 

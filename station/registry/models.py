@@ -76,6 +76,9 @@ class Home(BaseModel):
 
     name = peewee.CharField(unique=True, max_length=100)
     wifi_ssid = peewee.CharField(max_length=32)
+    # Where its devices report: NULL = this station's embedded broker, else an external
+    # broker's URL without login (station.broker_target; the login is in the keyring).
+    broker_url = peewee.CharField(null=True, max_length=255)
     if TYPE_CHECKING:
         devices: peewee.ModelSelect
         jobs: peewee.ModelSelect

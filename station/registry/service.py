@@ -96,17 +96,34 @@ class Registry:
 
     # -- homes ---------------------------------------------------------------------
 
-    def add_home(self, name: str, wifi_ssid: str) -> Home:
+    def add_home(self, name: str, wifi_ssid: str, broker_url: str | None = None) -> Home:
+        """`broker_url`: an external broker's URL without login (station.broker_target),
+        or None for this station's embedded broker."""
         name, wifi_ssid = name.strip(), wifi_ssid
         if not name:
             raise RegistryError("a home needs a name")
-        if not 1 <= len(wifi_ssid.encode("utf-8")) <= 32:
-            raise RegistryError("the home WiFi SSID must be 1-32 bytes")
+        self._check_ssid(wifi_ssid)
         try:
             with write_transaction(self.db):
-                return Home.create(name=name, wifi_ssid=wifi_ssid)
+                return Home.create(name=name, wifi_ssid=wifi_ssid, broker_url=broker_url)
         except peewee.IntegrityError as exc:
             raise RegistryError(f"a home named {name!r} already exists") from exc
+
+    @staticmethod
+    def _check_ssid(wifi_ssid: str) -> None:
+        if not 1 <= len(wifi_ssid.encode("utf-8")) <= 32:
+            raise RegistryError("the home WiFi SSID must be 1-32 bytes")
+
+    def edit_home(self, home: Home, **fields: Any) -> Home:
+        """Change a home's `wifi_ssid` and/or `broker_url` (None: the embedded broker)."""
+        unknown = set(fields) - {"wifi_ssid", "broker_url"}
+        if unknown:
+            raise RegistryError(f"a home has no field {sorted(unknown)[0]!r}")
+        if "wifi_ssid" in fields:
+            self._check_ssid(fields["wifi_ssid"])
+        with write_transaction(self.db):
+            Home.update(**fields).where(Home.id == home.id).execute()
+        return self.home(home.id)
 
     def homes(self) -> list[Home]:
         return list(Home.select().order_by(Home.name))

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from station.sim import firmware
@@ -69,6 +69,7 @@ class DemoWorld:
         switch_delay: float = 0.0,
         timing: Mapping[str, int] | None = None,
         seed: str = "demo",
+        reach: Iterable[str] = (),
     ) -> None:
         self._own_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="station-demo-"))
@@ -79,6 +80,9 @@ class DemoWorld:
         self.chip_ids = fleet_chip_ids(devices, seed)
         self.air = Air(self.root / "air")
         self.fleet: Fleet | None = None
+        # More "host:port" the home network reaches, as they are (a broker of the
+        # home's own, e.g. a Mosquitto on loopback standing in for one on the LAN).
+        self.reach = list(reach)
 
     @property
     def home_ssid(self) -> str:
@@ -99,7 +103,8 @@ class DemoWorld:
         target = f"127.0.0.1:{self.station_broker_port}"
         broker = f"{BROKER_HOST}:{BROKER_PORT}"
         # The broker is on the laptop: devices reach it only while the laptop is home.
-        self.air.add_home_network(HOME_SSID, HOME_PASSWORD, reach={broker: target}, laptop=[broker])
+        reach = {broker: target, **{a: a for a in self.reach}}
+        self.air.add_home_network(HOME_SSID, HOME_PASSWORD, reach=reach, laptop=[broker])
         self.air.place_laptop(HOME_SSID)
         self.fleet = Fleet(self.air, build_dir, self.chip_ids, timing=self.timing)
         self.fleet.start()

@@ -107,12 +107,13 @@ def test_schema_3_database_gets_the_account_table_and_keeps_its_devices(tmp_path
     con = sqlite3.connect(path)
     con.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
     con.execute("DROP TABLE account")
+    con.execute("ALTER TABLE home DROP COLUMN broker_url")  # schema 5
     con.commit()
     con.close()
 
     reg = Registry(str(path))
     try:
-        assert reg.schema_version == migrations.SCHEMA_VERSION == 4
+        assert reg.schema_version == migrations.SCHEMA_VERSION == 5
         assert [d.node_name for d in reg.devices()] == [node]
         assert reg.accounts.add("ha", "observer").account.name == "ha"
     finally:

@@ -40,12 +40,13 @@ def test_schema_1_pending_rows_become_registered(tmp_path):
     con.execute("UPDATE provisioning_job SET status='failed' WHERE id=2")
     con.execute("ALTER TABLE device DROP COLUMN seed_app_login")  # added by schema 3
     con.execute("DROP TABLE account")  # added by schema 4
+    con.execute("ALTER TABLE home DROP COLUMN broker_url")  # added by schema 5
     con.commit()
     con.close()
 
     reg = Registry(str(path))
     try:
-        assert reg.schema_version == migrations.SCHEMA_VERSION == 4
+        assert reg.schema_version == migrations.SCHEMA_VERSION == 5
         statuses = [j.status for j in ProvisioningJob.select().order_by(ProvisioningJob.id)]
         assert statuses == [Status.REGISTERED, Status.FAILED]
         # 2 -> 3: every existing device proves its token (no seed-app login).

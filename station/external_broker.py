@@ -1,0 +1,328 @@
+"""A home whose devices report to an external broker: the station creates their logins
+there (station.dynsec) and follows them there as a client, with the same registry
+effects as the embedded broker's tracker (the same IngestWriter and Tracker: the
+first `online` completes a job, states and readings fill the table, the will's
+`offline` marks a device offline).
+
+    ext = ExternalBroker(registry, target, ("admin", "secret"))
+    ext.start()            # raises DynSecError: unreachable, login refused, no plugin
+    ...                    # station.provisioning.BrokerLink, and commands
+    ext.stop()
+
+`start()` is the check a batch needs before it configures any device: a batch must
+never send devices towards a broker that cannot take them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from broker.ingest import IngestWriter, Listener
+from station import broker_target, commands
+from station.broker_target import BrokerTarget
+from station.dynsec import AdminLogin, DynSec, DynSecError
+from station.errors import StationError
+from station.registry.models import Device, Home
+from station.registry.service import Registry
+from station.registry.tracking import TRACKED_LEAVES, Tracker
+from station.secrets import SecretStore
+from station.settings import data_dir
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_S = 5.0
+RETRY_S = 2.0
+
+
+def station_client_name() -> str:
+    """This station's own login on external brokers: stable for this computer and data
+    dir, distinct between installers' laptops sharing one broker."""
+    seed = f"{socket.gethostname()}|{data_dir()}".encode()
+    return f"esp32-station-{hashlib.sha256(seed).hexdigest()[:10]}"
+
+
+class ExternalBroker:
+    def __init__(
+        self,
+        registry: Registry,
+        target: BrokerTarget,
+        admin: tuple[str, str],
+        *,
+        reading_min_interval_s: float = 10.0,
+        flush_interval_s: float = 0.05,
+        timeout: float = TIMEOUT_S,
+    ) -> None:
+        self.registry = registry
+        self.target = target
+        self.timeout = timeout
+        self.dynsec = DynSec(
+            AdminLogin(target.host, target.port, admin[0], admin[1], tls=target.tls), timeout
+        )
+        self.ingest = IngestWriter(
+            registry.db, Tracker(reading_min_interval_s), flush_interval=flush_interval_s
+        )
+        self.client_name = station_client_name()
+        self._follower: paho.Client | None = None
+        self._password = ""  # the station client's, for this run (dynsec.station_client)
+        self._ready = threading.Event()
+        self._rc: Any = None
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[str, str]] = {}  # node -> (token, topic prefix)
+        self._stopping = threading.Event()
+        self._retrier = threading.Thread(
+            target=self._retry_pending, name="external-broker-logins", daemon=True
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """What devices are told to connect to."""
+        return self.target.host, self.target.port
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.dynsec.open()
+        try:
+            self.dynsec.check()
+            self._password = self.dynsec.station_client(self.client_name, self.registry.topic_root)
+            self.ingest.start()
+            self._follow(self._password)
+            self._retrier.start()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("following devices on %s as %s", self.target.url, self.client_name)
+
+    def _follow(self, password: str) -> None:
+        c = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=self.client_name,
+            protocol=paho.MQTTv311,
+            clean_session=True,
+        )
+        c.username_pw_set(self.client_name, password)
+        if self.target.tls:
+            c.tls_set()
+        c.on_connect = self._on_connect
+        c.on_subscribe = lambda *_a: self._ready.set()
+        c.on_message = self._on_message
+        self._follower = c
+        try:
+            c.connect(self.target.host, self.target.port, keepalive=30)
+        except OSError as exc:
+            raise DynSecError(f"cannot reach the MQTT broker at {self.target.url}: {exc}") from None
+        c.loop_start()
+        if not self._ready.wait(self.timeout):
+            raise DynSecError(
+                f"the MQTT broker at {self.target.url} did not accept the station's own "
+                f"client ({self._rc})"
+            )
+
+    def _filters(self) -> list[tuple[str, int]]:
+        root = self.registry.topic_root.strip("/")
+        base = f"{root}/+" if root else "+"
+        return [(f"{base}{leaf}", 1) for leaf in TRACKED_LEAVES]
+
+    def _on_connect(self, c: Any, _u: Any, _flags: Any, rc: Any, _p: Any = None) -> None:
+        self._rc = rc
+        if not rc.is_failure:
+            # Also after a reconnect: a clean session forgets its subscriptions.
+            c.subscribe(self._filters())
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        self.ingest.put_message(msg.topic, bytes(msg.payload), time.time())
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._retrier.is_alive():
+            self._retrier.join(self.timeout + RETRY_S)
+        if self.pending:
+            log.warning(
+                "external broker: logins never created for %s (the broker did not answer)",
+                ", ".join(self.pending),
+            )
+        if self._follower is not None:
+            self._follower.disconnect()
+            self._follower.loop_stop()
+            self._follower = None
+        self.ingest.stop()
+        self.dynsec.close()
+
+    def __enter__(self) -> ExternalBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- station.provisioning.BrokerLink -----------------------------------------------
+
+    def device_registered(self, device: Device, token: str | None = None) -> None:
+        """The device's login on the broker, with the token the registry just issued.
+
+        At registration (step 1) the laptop is home and the broker answers at once; a
+        refusal raises. A token replaced while the laptop is on a device's AP (step 3
+        of a rerun) cannot reach the broker then: the login waits in `pending` and a
+        background thread creates it as soon as the broker answers again, before the
+        device (back home, retrying with backoff) can log in with it."""
+        if token is None:
+            return  # nothing new: the broker has the login made when the token was issued
+        with self._lock:
+            self._pending[device.mqtt_username] = (token, device.topic_prefix)
+        self._apply_pending(wait=self.timeout)
+
+    def device_removed(self, device: Device) -> None:
+        with self._lock:
+            self._pending.pop(device.mqtt_username, None)
+        self.dynsec.remove_device(device.mqtt_username)
+
+    @property
+    def pending(self) -> list[str]:
+        """Devices whose login is not on the broker yet."""
+        with self._lock:
+            return sorted(self._pending)
+
+    def _apply_pending(self, wait: float) -> None:
+        """Create the waiting logins; a broker that does not answer leaves them waiting,
+        a refusal raises (and drops that one: retrying would be refused again)."""
+        with self._lock:
+            todo = dict(self._pending)
+        for node, (token, prefix) in todo.items():
+            if self._follower is None or not self._follower.is_connected():
+                return
+            try:
+                self.dynsec.add_device(node, token, prefix, timeout=wait)
+            except DynSecError as exc:
+                if exc.unanswered:
+                    return
+                with self._lock:
+                    self._pending.pop(node, None)
+                raise
+            with self._lock:
+                if self._pending.get(node) == (token, prefix):
+                    del self._pending[node]
+
+    def _retry_pending(self) -> None:
+        while not self._stopping.wait(RETRY_S):
+            try:
+                self._apply_pending(wait=self.timeout)
+            except DynSecError as exc:
+                log.error("external broker refused a device login: %s", exc)
+
+    def add_listener(self, listener: Listener) -> None:
+        self.ingest.add_listener(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self.ingest.remove_listener(listener)
+
+    # -- station.device_ops.Broker: removal clears the device's retained topics ----------
+
+    def retained_topics(self, topic_filter: str, settle: float = 0.5) -> list[str]:
+        """Topics matching `topic_filter` that hold a retained message there: what the
+        broker replays to a new subscriber (a short-lived client of the station's)."""
+        found: set[str] = set()
+        done = threading.Event()
+        c = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=f"{self.client_name}-scan",
+            protocol=paho.MQTTv311,
+        )
+        c.username_pw_set(self.client_name, self._password)
+        if self.target.tls:
+            c.tls_set()
+        c.on_connect = lambda cl, *_a: cl.subscribe(topic_filter, 1)
+        c.on_subscribe = lambda *_a: done.set()
+
+        def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            if msg.retain and msg.payload:
+                found.add(msg.topic)
+
+        c.on_message = on_message
+        c.connect(self.target.host, self.target.port, keepalive=30)
+        c.loop_start()
+        try:
+            if not done.wait(self.timeout):
+                raise DynSecError(f"the MQTT broker at {self.target.url} did not answer")
+            time.sleep(settle)  # the replay follows the SUBACK at once
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        return sorted(found)
+
+    def clear_retained(self, topics: list[str]) -> list[str]:
+        """Zero-byte retained publishes [MQTT-3.3.1-10] on topics found by
+        retained_topics (clearing a topic that holds nothing is harmless, and the
+        station's role may not subscribe to `#` to look again)."""
+        cleared = list(topics)
+        for topic in cleared:
+            assert self._follower is not None
+            self._follower.publish(topic, b"", qos=1, retain=True).wait_for_publish(self.timeout)
+        return cleared
+
+    # -- commands ----------------------------------------------------------------------
+
+    def send_command(self, device: Device, command: dict[str, Any]) -> None:
+        doc = commands.check(command)
+        if self._follower is None:
+            raise DynSecError(f"not connected to {self.target.url}")
+        info = self._follower.publish(f"{device.topic_prefix}/cmd", json.dumps(doc), qos=1)
+        info.wait_for_publish(self.timeout)
+
+
+# -- a home's broker, as the CLI and the GUI set it up ------------------------------------
+
+
+def remember(secrets: SecretStore, text: str) -> BrokerTarget | None:
+    """Parse a broker URL (or `embedded`); a login in it goes to the keyring, and the
+    target returned carries none."""
+    target = broker_target.parse(text)
+    if target is None:
+        return None
+    if target.login is not None:
+        secrets.set_broker_login(target.key, *target.login)
+    elif target.username is not None:
+        raise StationError(
+            f"the broker URL names the user {target.username!r} but no password: give "
+            "mqtt://USER:PASSWORD@host:port once (the login is kept in the OS keyring)"
+        )
+    return broker_target.BrokerTarget(target.scheme, target.host, target.port)
+
+
+def for_home(
+    registry: Registry,
+    secrets: SecretStore,
+    home: Home,
+    *,
+    reading_min_interval_s: float = 10.0,
+) -> ExternalBroker | None:
+    """The started external broker of a home (checked: reachable, login accepted,
+    dynamic security answering), or None when it uses the embedded broker. Raises
+    StationError with what to do when the broker cannot take devices."""
+    if not home.broker_url:
+        return None
+    target = broker_target.parse(home.broker_url)
+    assert target is not None  # a stored URL is never "embedded"
+    login = secrets.broker_login(target.key)
+    if login is None:
+        raise StationError(
+            f"no admin login for the broker {target.url} of home {home.name!r}"
+            + ("" if secrets.persistent else " (no OS keyring here: it is kept for one run)")
+            + f": give it with `station homes edit {home.name!r} --broker "
+            f"{target.scheme}://USER:PASSWORD@{target.host}:{target.port}`"
+        )
+    ext = ExternalBroker(registry, target, login, reading_min_interval_s=reading_min_interval_s)
+    try:
+        ext.start()
+    except DynSecError as exc:
+        raise StationError(
+            f"home {home.name!r}: its broker cannot take devices, so nothing was configured: {exc}"
+        ) from None
+    return ext
