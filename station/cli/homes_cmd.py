@@ -7,8 +7,10 @@ import getpass
 import logging
 import sys
 
+from station import external_broker
 from station.cli.common import existing_registry, load_settings, open_registry
 from station.errors import StationError
+from station.registry import Home, Registry
 from station.secrets import SecretStore
 
 
@@ -26,11 +28,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="read the WiFi password from standard input (else prompt)",
     )
+    add.add_argument("--broker", metavar="URL", help=BROKER_HELP)
     add.set_defaults(func=run_add)
+    edit = actions.add_parser("edit", help="change a home's WiFi network or broker")
+    edit.add_argument("name")
+    edit.add_argument("--ssid", help="the home WiFi network name")
+    edit.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read a new WiFi password from standard input",
+    )
+    edit.add_argument("--broker", metavar="URL", help=BROKER_HELP)
+    edit.set_defaults(func=run_edit)
     rm = actions.add_parser("remove", help="remove a home (its devices stay registered)")
     rm.add_argument("name")
     rm.set_defaults(func=run_remove)
 
+
+BROKER_HELP = (
+    "where the home's devices report: embedded (this station's broker, the default) or "
+    "mqtt[s]://USER:PASSWORD@host[:port], a broker of the home's own (Mosquitto with its "
+    "dynamic-security plugin); the login goes to the OS keyring, never to the registry"
+)
 
 PASSWORD_HINT = (
     "give it on standard input with --password-stdin, e.g. "
@@ -88,8 +107,9 @@ def run_list(args: argparse.Namespace) -> int:
             print("No homes yet: add one with `station homes add NAME --ssid SSID`.")
         for home in homes:
             saved = "password saved" if store.home_password(home.id) else "no password saved"
+            broker = home.broker_url or "embedded broker"
             print(
-                f"{home.id:>3}  {home.name}  (WiFi {home.wifi_ssid!r}, {saved}, "
+                f"{home.id:>3}  {home.name}  (WiFi {home.wifi_ssid!r}, {saved}, {broker}, "
                 f"{len(home.devices)} devices)"
             )
         print(f"\nWiFi passwords: {store.description}")
@@ -103,12 +123,16 @@ def run_add(args: argparse.Namespace) -> int:
         args.password_stdin, command=f"homes add {args.name!r} --ssid {args.ssid!r}"
     )
     check_wifi_password(password)
-    registry = open_registry(args, load_settings(args))
     store = SecretStore()
+    target = external_broker.remember(store, args.broker) if args.broker else None
+    registry = open_registry(args, load_settings(args))
     try:
-        home = registry.add_home(args.name, args.ssid)
+        home = registry.add_home(args.name, args.ssid, broker_url=target.url if target else None)
         store.set_home_password(home.id, password)
-        print(f"Added home {home.name!r} (WiFi {home.wifi_ssid!r}).")
+        where = f", devices report to {target.url}" if target else ""
+        print(f"Added home {home.name!r} (WiFi {home.wifi_ssid!r}{where}).")
+        if target is not None:
+            print(check_broker(registry, store, home), file=sys.stderr)
         if not store.persistent:
             print(
                 "No OS keyring is available here: the WiFi password is not saved and will "
@@ -127,6 +151,55 @@ def run_remove(args: argparse.Namespace) -> int:
         SecretStore().delete_home_password(home.id)
         home.delete_instance()
         print(f"Removed home {args.name!r}.")
+        return 0
+    finally:
+        registry.close()
+
+
+def check_broker(registry: Registry, store: SecretStore, home: Home) -> str:
+    """A word on the home's broker now; not a refusal, since an installer may set a home
+    up before its broker is reachable (every batch checks it again before it starts)."""
+    try:
+        ext = external_broker.for_home(registry, store, home)
+    except StationError as exc:
+        return f"Warning: {exc}. Batches for this home will not start until it can."
+    if ext is not None:
+        ext.stop()
+    return f"Broker {home.broker_url}: reachable, admin login and dynamic security work."
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    if args.ssid is None and args.broker is None and not args.password_stdin:
+        raise StationError("say what to change: --ssid, --password-stdin and/or --broker")
+    settings = load_settings(args)
+    if not existing_registry(args, settings):
+        raise StationError(f"no home {args.name!r}: no registry database yet")
+    store = SecretStore()
+    registry = open_registry(args, settings)
+    try:
+        home = registry.home(args.name)
+        fields: dict[str, object] = {}
+        if args.ssid is not None:
+            fields["wifi_ssid"] = args.ssid
+        if args.broker is not None:
+            target = external_broker.remember(store, args.broker)
+            fields["broker_url"] = target.url if target else None
+        if args.password_stdin:
+            password = read_password(True, command=f"homes edit {home.name!r}")
+            check_wifi_password(password)
+            store.set_home_password(home.id, password)
+        if fields:
+            home = registry.edit_home(home, **fields)
+        broker = home.broker_url or "the embedded broker"
+        print(f"Home {home.name!r}: WiFi {home.wifi_ssid!r}, devices report to {broker}.")
+        if args.broker is not None and home.devices.count():
+            print(
+                f"Its {home.devices.count()} provisioned device(s) report where they were "
+                "configured until they are provisioned again.",
+                file=sys.stderr,
+            )
+        if home.broker_url and args.broker is not None:
+            print(check_broker(registry, store, home), file=sys.stderr)
         return 0
     finally:
         registry.close()

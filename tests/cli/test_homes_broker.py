@@ -1,0 +1,98 @@
+"""`station homes add|edit --broker URL`: a home's own broker, its admin login moved from
+the URL to the keyring, checked against a real Mosquitto 2.0.11 with dynamic security."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+from mosquitto import Mosquitto
+
+from station.broker_target import parse
+from station.cli import main
+from station.registry import Registry
+from station.secrets import SecretStore
+
+
+@pytest.fixture
+def mosq(tmp_path) -> Iterator[Mosquitto]:
+    with Mosquitto(tmp_path / "mosquitto", dynsec_admin=("admin", "s3cret-admin")) as m:
+        yield m
+
+
+def add(db, monkeypatch, *extra: str) -> int:
+    monkeypatch.setattr("sys.stdin", io.StringIO("wifi-password-1\n"))
+    return main(["--db", db, "homes", "add", "Smith", "--ssid", "Home", "--password-stdin", *extra])
+
+
+def test_the_login_goes_to_the_keyring_and_the_broker_is_checked(
+    tmp_path, monkeypatch, memory_keyring, mosq, capsys
+):
+    db = str(tmp_path / "r.db")
+    url = f"mqtt://admin:s3cret-admin@127.0.0.1:{mosq.port}"
+    assert add(db, monkeypatch, "--broker", url) == 0
+    out, err = capsys.readouterr()
+    assert f"devices report to mqtt://127.0.0.1:{mosq.port}" in out
+    assert "reachable, admin login and dynamic security work" in err
+    assert "s3cret-admin" not in out + err
+    reg = Registry(db)
+    assert reg.home("Smith").broker_url == f"mqtt://127.0.0.1:{mosq.port}"
+    reg.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert b"s3cret-admin" not in raw
+    key = parse(f"mqtt://127.0.0.1:{mosq.port}").key
+    assert SecretStore().broker_login(key) == ("admin", "s3cret-admin")
+    assert main(["--db", db, "homes"]) == 0
+    assert f"mqtt://127.0.0.1:{mosq.port}" in capsys.readouterr().out
+
+
+def test_a_broker_that_refuses_is_a_warning_not_a_lost_home(
+    tmp_path, monkeypatch, memory_keyring, mosq, capsys
+):
+    db = str(tmp_path / "r.db")
+    assert add(db, monkeypatch, "--broker", f"mqtt://admin:not-the-pw-xyz@127.0.0.1:{mosq.port}") == 0
+    err = capsys.readouterr().err
+    assert "Warning:" in err and "refused the admin login 'admin'" in err
+    assert "not-the-pw-xyz" not in err  # the password is never shown
+
+
+def test_edit_moves_a_home_between_brokers(tmp_path, monkeypatch, memory_keyring, mosq, capsys):
+    db = str(tmp_path / "r.db")
+    assert add(db, monkeypatch) == 0
+    url = "mqtts://admin:s3cret-admin@broker.example:8883"
+    assert main(["--db", db, "homes", "edit", "Smith", "--broker", url]) == 0
+    captured = capsys.readouterr()
+    assert "devices report to mqtts://broker.example:8883" in captured.out
+    assert "Warning:" in captured.err  # not reachable from here: said, not refused
+    assert main(["--db", db, "homes", "edit", "Smith", "--broker", "embedded"]) == 0
+    assert "devices report to the embedded broker" in capsys.readouterr().out
+    reg = Registry(db)
+    assert reg.home("Smith").broker_url is None
+    reg.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://x", "unknown scheme"),
+        ("mqtt://admin@host", "no password"),
+        ("mqtt://host:70000", "out of range"),
+        ("mqtt://host/path", "only scheme, login, host and port"),
+    ],
+)
+def test_bad_broker_urls_are_clear_errors(
+    tmp_path, monkeypatch, memory_keyring, capsys, url, message
+):
+    db = str(tmp_path / "r.db")
+    assert add(db, monkeypatch, "--broker", url) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r.db").exists()  # refused before anything was written
+
+
+def test_edit_needs_something_to_change(tmp_path, monkeypatch, memory_keyring, capsys):
+    db = str(tmp_path / "r.db")
+    assert add(db, monkeypatch) == 0
+    assert main(["--db", db, "homes", "edit", "Smith"]) == 2
+    assert "say what to change" in capsys.readouterr().err
