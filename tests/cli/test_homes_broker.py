@@ -51,7 +51,9 @@ def test_a_broker_that_refuses_is_a_warning_not_a_lost_home(
     tmp_path, monkeypatch, memory_keyring, mosq, capsys
 ):
     db = str(tmp_path / "r.db")
-    assert add(db, monkeypatch, "--broker", f"mqtt://admin:not-the-pw-xyz@127.0.0.1:{mosq.port}") == 0
+    assert (
+        add(db, monkeypatch, "--broker", f"mqtt://admin:not-the-pw-xyz@127.0.0.1:{mosq.port}") == 0
+    )
     err = capsys.readouterr().err
     assert "Warning:" in err and "refused the admin login 'admin'" in err
     assert "not-the-pw-xyz" not in err  # the password is never shown
