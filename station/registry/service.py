@@ -398,7 +398,13 @@ class Registry:
         the transaction, after the online rows are read: a device whose `online` was
         written before is then among the connections."""
         with write_transaction(self.db):
-            online = list(Device.select().where(Device.online == True))  # noqa: E712
+            # Only devices of this broker: a home with a broker of its own is followed
+            # there (station.external_broker), whatever connects here.
+            online = list(
+                Device.select(Device)
+                .join(Home, peewee.JOIN.LEFT_OUTER, on=(Device.home == Home.id))
+                .where((Device.online == True) & Home.broker_url.is_null())  # noqa: E712
+            )
             live = set(connected() if callable(connected) else connected)
             stale = [d for d in online if d.node_name not in live]
             if not stale:

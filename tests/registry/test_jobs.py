@@ -135,6 +135,20 @@ def test_mark_offline_spares_the_connected(registry):
     assert registry.mark_offline(connected={names[1]}) == []
 
 
+def test_mark_offline_leaves_devices_of_a_home_with_its_own_broker(registry):
+    from station.registry.models import Device
+
+    own = registry.add_home("Smith", "SmithWiFi", broker_url="mqtt://10.0.0.2:1883")
+    here = registry.add_home("Jones", "JonesWiFi")
+    elsewhere = registry.register_device(home=own).device.node_name
+    local = registry.register_device(home=here).device.node_name
+    homeless = registry.register_device().device.node_name
+    Device.update(online=True).execute()
+    gone = registry.mark_offline(connected=())
+    assert sorted(d.node_name for d in gone) == sorted([local, homeless])
+    assert registry.device(elsewhere).online  # followed on its home's broker
+
+
 def test_move_job_drops_only_a_new_entry(registry):
     import pytest
 
