@@ -25,6 +25,18 @@ from station.registry import Home, RegistryError
 from station.runtime import StationRuntime
 
 
+def not_here(home: Home) -> str | None:
+    """Why the window cannot provision this home yet (its own broker), or None."""
+    if not home.broker_url:
+        return None
+    return (
+        f"{home.name}'s devices report to its own broker ({home.broker_url}). The window "
+        "provisions to this station's broker only so far; provision this home with "
+        f"`station provision --home \"{home.name}\"`, which creates the devices' logins "
+        "there and follows them there."
+    )
+
+
 class HomeDialog(QDialog):
     def __init__(
         self, runtime: StationRuntime, home: Home | None = None, parent: QWidget | None = None

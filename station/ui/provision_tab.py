@@ -30,6 +30,7 @@ from station.provisioning import Progress, RunSummary, SetupTarget, Status, is_s
 from station.provisioning.steps import OPEN
 from station.registry import Home
 from station.runtime import StationRuntime
+from station.ui.homes import not_here
 from station.ui.provision_model import (
     PROBLEM,
     PROGRESS,
@@ -285,6 +286,10 @@ class ProvisionTab(QWidget):
         if w is None or selected is None:
             return
         home, password = selected
+        refusal = not_here(home)
+        if refusal is not None:
+            self._say(refusal, error=True)
+            return
         self._pause_requested = False
         self.bridge.owner = self
         if w.run(home, password, add=add, shown=self.model.ids(), retry=retry or ()):

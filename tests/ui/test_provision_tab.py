@@ -201,6 +201,21 @@ def test_no_home_selected_says_so(qtbot, site):
     assert tab.shutdown(10)
 
 
+def test_a_home_with_its_own_broker_is_not_provisioned_to_this_one(qtbot, site):
+    home, password = _home(site)
+    home = site.registry.edit_home(home, broker_url="mqtt://192.168.1.10:1883")
+    tab = ProvisionTab(site, lambda: (home, password))
+    qtbot.addWidget(tab)
+    _scan(qtbot, tab)
+    tab.provision_all_button.click()
+    text = tab.status_label.text()
+    assert "its own broker (mqtt://192.168.1.10:1883)" in text
+    assert 'station provision --home "Demo home"' in text
+    assert not tab.is_running()
+    assert site.registry.devices() == []  # nothing registered, nothing configured
+    assert tab.shutdown(10)
+
+
 def test_manual_backend_questions_appear_in_the_tab(qtbot, site):
     from tests.ui.test_wizard import PersonOnSimulatedAir
 
