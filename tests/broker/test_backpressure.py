@@ -69,8 +69,6 @@ def test_a_subscriber_that_stops_reading_costs_qos0_messages_not_memory(broker, 
 
 def test_an_offline_sessions_queue_is_capped(broker, connect, caplog):
     creds = broker.station_credentials()
-    s = raw_client(broker.port, "away", creds)
-    s.close()  # clean session: nothing kept; now a persistent one
     persistent = socket.socket()
     persistent.connect(("127.0.0.1", broker.port))
     persistent.sendall(mp.connect("away", *creds, clean=False))
@@ -80,15 +78,18 @@ def test_an_offline_sessions_queue_is_capped(broker, connect, caplog):
     wait_for(lambda: persistent.recv(5)[:1] == b"\x90", 5)  # SUBACK
     persistent.close()
     wait_for(lambda: "away" not in broker.hub.live, 5)
+    session = broker._amqtt.sessions["away"][0]
+    # Offline as amqtt sees it, so what follows is queued, not sent to the old socket.
+    wait_for(lambda: session.transitions.state != "connected", 5)
     caplog.set_level(logging.WARNING, logger="broker.station_broker")
     publisher = connect("publisher", *creds)
     for i in range(sb.MAX_QUEUED + 200):
         publisher.mqtt.publish("q/n", str(i).encode(), qos=1)
     publisher.publish("q/last", b"end")  # waits for its PUBACK: all routed before
-    wait_for(lambda: broker._amqtt.queue_dropped >= 200, 10)
+    wait_for(lambda: session.retained_messages.qsize() == sb.MAX_QUEUED, 30)
+    wait_for(lambda: broker._amqtt.queue_dropped >= 200, 30)
     full = [r for r in caplog.records if "offline session away" in r.getMessage()]
     assert len(full) == 1
-    session = broker._amqtt.sessions["away"][0]
     assert session.retained_messages.qsize() == sb.MAX_QUEUED
 
 
