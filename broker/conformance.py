@@ -32,6 +32,11 @@ reaches the broker (StationBroker fixes what happens after):
   The broker's outgoing QoS 1 and 2 flows keep the message when the wait was
   cancelled and the session is persistent; amqtt then resends it at the next
   CONNECT (the PUBLISH with DUP 1, or the PUBREL).
+- **A message sent twice on resume**: amqtt marks a resuming session connected
+  before its handler resends the in-flight store, and the routing loop may deliver
+  a new message to it in that gap; the resend then found that message, already
+  sent once, in the store and sent it again (DUP 1, a second PUBACK expected). The
+  resend skips a message whose flow already runs on this connection.
 
 The patches replace functions of the exact amqtt version pinned in pyproject.toml
 (like broker/keepalive.py) and cost nothing per message: the wildcard test is the
@@ -47,7 +52,7 @@ from struct import unpack
 from typing import Any
 
 from amqtt.codecs_amqtt import decode_packet_id, read_or_raise
-from amqtt.errors import MQTTError
+from amqtt.errors import MQTTError, ProtocolHandlerError
 from amqtt.mqtt import subscribe, unsubscribe
 from amqtt.mqtt.connack import UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.connect import ConnectPayload, ConnectVariableHeader
@@ -169,24 +174,37 @@ async def _qos1_flow_keeping_unacked(self: BrokerProtocolHandler, app_message: A
         app_message, OutgoingApplicationMessage
     ):
         session.inflight_out[packet_id] = app_message
-    # A message that already went out once is a retry: DUP 1 [MQTT-3.3.1-1].
-    publish = app_message.build_publish_packet(dup=app_message.publish_packet is not None)
-    await self._send_packet(publish)
-    app_message.publish_packet = publish
+    live = _live(self)
+    live.add(packet_id)
     keep = False
     try:
+        # A message that already went out once is a retry: DUP 1 [MQTT-3.3.1-1].
+        publish = app_message.build_publish_packet(dup=app_message.publish_packet is not None)
+        await self._send_packet(publish)
+        app_message.publish_packet = publish
         app_message.puback_packet = await _await_ack(
             self, self._puback_waiters, packet_id, "PUBACK"
         )
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, ProtocolHandlerError):
+        # The connection ended (amqtt turns a cancelled send into ProtocolHandlerError).
         keep = not session.clean_session
         raise
     finally:
+        live.discard(packet_id)
         if not keep:
             session.inflight_out.pop(packet_id, None)
 
 
 _qos2_flow = ProtocolHandler._handle_qos2_message_flow
+
+
+def _live(handler: Any) -> set[int]:
+    """Packet ids of the outgoing flows running on this connection (amqtt's message
+    objects have __slots__, so the mark lives on the handler)."""
+    live: set[int] | None = getattr(handler, "_station_live", None)
+    if live is None:
+        live = handler._station_live = set()
+    return live
 
 
 async def _await_ack(
@@ -221,6 +239,8 @@ async def _qos2_flow_keeping_unacked(self: BrokerProtocolHandler, app_message: A
         app_message, OutgoingApplicationMessage
     ):
         session.inflight_out[packet_id] = app_message
+    live = _live(self)
+    live.add(packet_id)
     keep = False
     try:
         if not app_message.pubrel_packet:
@@ -235,12 +255,32 @@ async def _qos2_flow_keeping_unacked(self: BrokerProtocolHandler, app_message: A
         app_message.pubcomp_packet = await _await_ack(
             self, self._pubcomp_waiters, packet_id, "PUBCOMP"
         )
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, ProtocolHandlerError):
+        # The connection ended (amqtt turns a cancelled send into ProtocolHandlerError).
         keep = not session.clean_session
         raise
     finally:
+        live.discard(packet_id)
         if not keep:
             session.inflight_out.pop(packet_id, None)
+
+
+async def _retry_deliveries_once(self: ProtocolHandler) -> None:
+    """amqtt's resend of the in-flight stores at CONNECT [MQTT-4.4.0-1], without the
+    messages this connection is already delivering (see the module's docstring)."""
+    session = self.session
+    if session is None:
+        raise MQTTError("Session is not initialized.")
+    live = _live(self)
+    waiting = [
+        *session.inflight_in.values(),
+        *(m for i, m in session.inflight_out.items() if i not in live),
+    ]
+    tasks = [
+        asyncio.create_task(asyncio.wait_for(self._handle_message_flow(m), 10)) for m in waiting
+    ]
+    if tasks:
+        await asyncio.wait(tasks)
 
 
 def install() -> None:
@@ -262,6 +302,7 @@ def install() -> None:
     BrokerProtocolHandler.init_from_connect = classmethod(_init_from_connect_answering)
     BrokerProtocolHandler._handle_qos1_message_flow = _qos1_flow_keeping_unacked
     BrokerProtocolHandler._handle_qos2_message_flow = _qos2_flow_keeping_unacked
+    BrokerProtocolHandler._retry_deliveries = _retry_deliveries_once
     _installed = True
 
 

@@ -44,7 +44,8 @@ def _free_port() -> int:
 
 class Mosquitto:
     """Mosquitto in the foreground; `users` makes a password file (allow_anonymous off),
-    `acl` is the text of an ACL file, `extra` more config lines."""
+    `acl` is the text of an ACL file, `extra` more config lines, `tls` a
+    (certificate, key) pair for a TLS-only listener (see tests/tls_ca.py)."""
 
     def __init__(
         self,
@@ -55,6 +56,7 @@ class Mosquitto:
         extra: list[str] | None = None,
         port: int | None = None,
         dynsec_admin: tuple[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -64,6 +66,8 @@ class Mosquitto:
         self.extra = extra or []
         # (username, password) of the dynamic-security plugin's admin client, or None.
         self.dynsec_admin = dynsec_admin
+        # (certificate, key) PEM files: the listener speaks TLS only (MQTT over TLS).
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "mosquitto.log"
 
@@ -79,6 +83,9 @@ class Mosquitto:
             "log_type warning",
             "log_type notice",
         ]
+        if self.tls is not None:
+            cert, key = self.tls
+            lines += [f"certfile {cert}", f"keyfile {key}", "tls_version tlsv1.2"]
         if self.users is not None:
             pwfile = self.workdir / "passwd"
             pwfile.write_text("")

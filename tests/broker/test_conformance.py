@@ -395,6 +395,42 @@ def test_mqtt_4_4_0_1_unacknowledged_qos1_is_resent_on_resume(broker, raw):
     ping(back)
 
 
+def test_mqtt_4_4_0_1_a_message_routed_while_a_session_resumes_is_sent_once(broker, raw):
+    """A QoS 1 message routed in the moment a persistent session resumes (amqtt marks
+    it connected before it resends the in-flight store) comes once, not once live and
+    again as a resend with DUP 1. The race needs the publish and the CONNECT to
+    cross, so it is run many times."""
+    user, token = broker.station_credentials()
+    sub = raw()
+    sub.send(connect_packet("crossing", user, token, clean=False))
+    sub.expect(CONNACK)
+    assert subscribe(sub, "conf/crossing", 1) == 1
+    sub.send(packet(DISCONNECT << 4, b""))
+    assert sub.closed_within(3.0)
+    pub = raw("pub")
+    for n in range(40):
+        payload = f"m{n}".encode()
+        # Sent without waiting for the PUBACK: routing and the CONNECT cross.
+        pub.send(publish_packet("conf/crossing", payload, 1, packet_id=n + 1))
+        back = raw()
+        back.send(connect_packet("crossing", user, token, clean=False))
+        assert back.expect(CONNACK)[1] == b"\x01\x00"
+        got: list[bytes] = []
+        while not got:  # round trips until the message is in
+            back.send(packet(PINGREQ << 4, b""))
+            while (first_body := back.read())[0] >> 4 != PINGRESP:
+                first, body = first_body
+                assert first >> 4 == PUBLISH, f"round {n}: {first:#04x} {body!r}"
+                topic_end = 2 + struct.unpack("!H", body[:2])[0]
+                got.append(body[topic_end + 2 :])
+                back.send(packet(PUBACK << 4, body[topic_end : topic_end + 2]))
+        ping(back)  # a resend would come before this PINGRESP
+        assert got == [payload], f"round {n}"
+        pub.expect(PUBACK)
+        back.send(packet(DISCONNECT << 4, b""))
+        assert back.closed_within(3.0)
+
+
 def test_mqtt_4_4_0_1_unacknowledged_qos2_is_resumed(broker, raw):
     """QoS 2: a PUBLISH without PUBREC is resent (DUP 1); one whose PUBREC came but
     whose PUBCOMP did not gets its PUBREL again."""
