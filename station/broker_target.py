@@ -11,13 +11,22 @@ keyring (station.secrets) and never stored or logged in clear.
 
 from __future__ import annotations
 
+import re
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from station.errors import ConfigError
 
 EMBEDDED = "embedded"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+# A CA goes to every device in its /api/mqtt body (firmware/validate.py takes at most
+# this much): one certificate, as a broker's CA is; an RSA-4096 one is ~2 KB.
+CA_MAX_CHARS = 4096
+_PEM_CERT = re.compile(
+    r"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----"
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,38 @@ def parse(text: str) -> BrokerTarget | None:
         unquote(parts.username) if parts.username else None,
         unquote(parts.password) if parts.password is not None else None,
     )
+
+
+def load_ca(path: str | Path) -> str:
+    """The CA certificate in a PEM file, checked: what a home's mqtts:// broker is
+    verified with (by the station and by every device). ConfigError says what is wrong."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise ConfigError(f"CA certificate {str(path)!r}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"CA certificate {str(path)!r}: cannot read it ({exc})") from None
+    return check_ca(text, str(path))
+
+
+def check_ca(text: str, where: str = "CA certificate") -> str:
+    """One PEM certificate (surrounding text dropped), or ConfigError."""
+    found = _PEM_CERT.findall(text)
+    if not found:
+        raise ConfigError(f"{where}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it")
+    if len(found) > 1:
+        raise ConfigError(
+            f"{where}: {len(found)} certificates; give the one CA that signed the broker's"
+        )
+    pem = found[0].replace("\r\n", "\n") + "\n"
+    if len(pem) > CA_MAX_CHARS:
+        raise ConfigError(f"{where}: {len(pem)} characters, devices take at most {CA_MAX_CHARS}")
+    try:
+        ssl.create_default_context(cadata=pem)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"{where}: not a certificate ({exc.reason or exc})") from None
+    return pem
 
 
 def _redact(text: str) -> str:

@@ -24,7 +24,7 @@ from station.errors import StationError
 from station.provisioning import Station
 from station.registry import Registry
 from station.secrets import SecretStore
-from station.settings import Settings, data_dir
+from station.settings import Settings, data_dir, station_id
 from station.wifi.base import WifiBackend
 from station.wifi.radio import OwnedBackend, Radio, Radios
 
@@ -96,6 +96,7 @@ class StationRuntime:
             db or settings.registry.url,
             node_name_prefix=prov.node_name_prefix,
             topic_root=prov.topic_root,
+            station_id=station_id(),
         )
         broker = EmbeddedBroker(
             registry,

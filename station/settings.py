@@ -10,6 +10,8 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,32 @@ def data_dir() -> Path:
     """Where the registry database and journals live (override: STATION_DATA_DIR)."""
     override = os.environ.get("STATION_DATA_DIR")
     return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def station_id() -> str:
+    """This station's name in a registry that several stations share: the jobs it
+    runs carry it, so each resumes only its own. STATION_ID overrides; otherwise made
+    once (host name + random suffix) and kept in the data directory."""
+    override = os.environ.get("STATION_ID", "").strip()
+    if override:
+        return override[:64]
+    path = data_dir() / "station-id"
+    try:
+        found = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        found = ""
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if found:
+        return found[:64]
+    host = "".join(c for c in socket.gethostname() if c.isalnum() or c in "-_")[:40]
+    made = f"{host or 'station'}-{secrets.token_hex(4)}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(made + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc}") from exc
+    return made
 
 
 def config_path() -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 from station import settings as settings_mod
 from station.errors import StationError
 from station.registry import Registry
-from station.settings import Settings
+from station.settings import Settings, station_id
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
@@ -60,7 +60,12 @@ def existing_registry(args: argparse.Namespace, settings: Settings) -> bool:
 def open_registry(args: argparse.Namespace, settings: Settings) -> Registry:
     url = registry_url(args, settings)
     prov = settings.provisioning
-    return Registry(url, node_name_prefix=prov.node_name_prefix, topic_root=prov.topic_root)
+    return Registry(
+        url,
+        node_name_prefix=prov.node_name_prefix,
+        topic_root=prov.topic_root,
+        station_id=station_id(),
+    )
 
 
 def confirm(question: str, assume_yes: bool) -> bool:

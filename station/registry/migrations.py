@@ -21,7 +21,7 @@ from station.registry.status import Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _pending_to_registered(db: peewee.Database, migrator: SchemaMigrator) -> None:
@@ -56,12 +56,23 @@ def _home_broker(db: peewee.Database, migrator: SchemaMigrator) -> None:
     db.execute_sql("ALTER TABLE home ADD COLUMN broker_url VARCHAR(255)")
 
 
+def _tls_and_job_owner(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """5 -> 6: Home.broker_ca (an mqtts:// broker's CA) and ProvisioningJob.station
+    (the station running the job), both NULL for what exists: no CA, no owner."""
+    db.execute_sql("ALTER TABLE home ADD COLUMN broker_ca TEXT")
+    db.execute_sql("ALTER TABLE provisioning_job ADD COLUMN station VARCHAR(64)")
+    db.execute_sql(
+        'CREATE INDEX IF NOT EXISTS "provisioning_job_station" ON provisioning_job (station)'
+    )
+
+
 # from-version -> step that upgrades to from-version + 1
 MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     1: _pending_to_registered,
     2: _seed_app_login,
     3: _accounts,
     4: _home_broker,
+    5: _tls_and_job_owner,
 }
 
 

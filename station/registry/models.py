@@ -79,6 +79,9 @@ class Home(BaseModel):
     # Where its devices report: NULL = this station's embedded broker, else an external
     # broker's URL without login (station.broker_target; the login is in the keyring).
     broker_url = peewee.CharField(null=True, max_length=255)
+    # An mqtts:// broker's CA certificate (PEM): the station verifies the broker with
+    # it and gives it to every device of the home (/api/mqtt `ca`). Public, not secret.
+    broker_ca = peewee.TextField(null=True)
     if TYPE_CHECKING:
         devices: peewee.ModelSelect
         jobs: peewee.ModelSelect
@@ -144,6 +147,10 @@ class ProvisioningJob(BaseModel):
     queue_position = peewee.IntegerField(null=True)
     is_provisioned = peewee.BooleanField(default=False)
     connected_at = peewee.DateTimeField(null=True)
+    # The station (settings.station_id) whose queue runs this job: several stations
+    # may share one registry, and each resumes and recovers only its own jobs.
+    # NULL: a job from before schema 6 (any station may take it).
+    station = peewee.CharField(null=True, max_length=64, index=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 

@@ -75,13 +75,18 @@ class Registry:
         *,
         node_name_prefix: str = "esp32_dht11_",
         topic_root: str = "home",
+        station_id: str | None = None,
     ) -> None:
+        """`station_id` (settings.station_id): the station this registry serves, when
+        several share one database; its jobs carry it and its queue takes only those
+        (and jobs from before schema 6). None: every job (one station, tests)."""
         self.db = make_database(url)
         database_proxy.initialize(self.db)
         open_database(self.db)
         self.schema_version = migrate(self.db)
         self.node_name_prefix = node_name_prefix
         self.topic_root = topic_root
+        self.station_id = station_id
         # Integration accounts (station.registry.accounts): logins for tools, not devices.
         self.accounts = Accounts(self.db, node_name_prefix)
         log.info("registry: %s (schema %d)", describe(self.db), self.schema_version)
@@ -96,16 +101,25 @@ class Registry:
 
     # -- homes ---------------------------------------------------------------------
 
-    def add_home(self, name: str, wifi_ssid: str, broker_url: str | None = None) -> Home:
+    def add_home(
+        self,
+        name: str,
+        wifi_ssid: str,
+        broker_url: str | None = None,
+        broker_ca: str | None = None,
+    ) -> Home:
         """`broker_url`: an external broker's URL without login (station.broker_target),
-        or None for this station's embedded broker."""
+        or None for this station's embedded broker; `broker_ca`: an mqtts:// broker's CA
+        certificate (PEM, checked by broker_target.load_ca)."""
         name, wifi_ssid = name.strip(), wifi_ssid
         if not name:
             raise RegistryError("a home needs a name")
         self._check_ssid(wifi_ssid)
         try:
             with write_transaction(self.db):
-                return Home.create(name=name, wifi_ssid=wifi_ssid, broker_url=broker_url)
+                return Home.create(
+                    name=name, wifi_ssid=wifi_ssid, broker_url=broker_url, broker_ca=broker_ca
+                )
         except peewee.IntegrityError as exc:
             raise RegistryError(f"a home named {name!r} already exists") from exc
 
@@ -115,8 +129,9 @@ class Registry:
             raise RegistryError("the home WiFi SSID must be 1-32 bytes")
 
     def edit_home(self, home: Home, **fields: Any) -> Home:
-        """Change a home's `wifi_ssid` and/or `broker_url` (None: the embedded broker)."""
-        unknown = set(fields) - {"wifi_ssid", "broker_url"}
+        """Change a home's `wifi_ssid`, `broker_url` (None: the embedded broker) and/or
+        `broker_ca` (None: none)."""
+        unknown = set(fields) - {"wifi_ssid", "broker_url", "broker_ca"}
         if unknown:
             raise RegistryError(f"a home has no field {sorted(unknown)[0]!r}")
         if "wifi_ssid" in fields:

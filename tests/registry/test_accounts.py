@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
+from old_schema import downgrade
 
 from station.registry import Registry, migrations
 from station.registry.accounts import AccountError
@@ -104,16 +103,11 @@ def test_schema_3_database_gets_the_account_table_and_keeps_its_devices(tmp_path
     reg = Registry(str(path))
     node = reg.register_device().device.node_name
     reg.close()
-    con = sqlite3.connect(path)
-    con.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
-    con.execute("DROP TABLE account")
-    con.execute("ALTER TABLE home DROP COLUMN broker_url")  # schema 5
-    con.commit()
-    con.close()
+    downgrade(path, 3)
 
     reg = Registry(str(path))
     try:
-        assert reg.schema_version == migrations.SCHEMA_VERSION == 5
+        assert reg.schema_version == migrations.SCHEMA_VERSION == 6
         assert [d.node_name for d in reg.devices()] == [node]
         assert reg.accounts.add("ha", "observer").account.name == "ha"
     finally:

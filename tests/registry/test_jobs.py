@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
+from old_schema import downgrade
 
 from station.registry import OPEN, Registry, Status, Step, migrations
 from station.registry.models import ProvisioningJob
@@ -34,19 +34,16 @@ def test_schema_1_pending_rows_become_registered(tmp_path):
     reg.register_device()
     reg.close()
     # A database as schema 1 left it: one job with the old default word.
-    con = sqlite3.connect(path)
-    con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
-    con.execute("UPDATE provisioning_job SET status='pending' WHERE id=1")
-    con.execute("UPDATE provisioning_job SET status='failed' WHERE id=2")
-    con.execute("ALTER TABLE device DROP COLUMN seed_app_login")  # added by schema 3
-    con.execute("DROP TABLE account")  # added by schema 4
-    con.execute("ALTER TABLE home DROP COLUMN broker_url")  # added by schema 5
-    con.commit()
-    con.close()
+    downgrade(
+        path,
+        1,
+        "UPDATE provisioning_job SET status='pending' WHERE id=1",
+        "UPDATE provisioning_job SET status='failed' WHERE id=2",
+    )
 
     reg = Registry(str(path))
     try:
-        assert reg.schema_version == migrations.SCHEMA_VERSION == 5
+        assert reg.schema_version == migrations.SCHEMA_VERSION == 6
         statuses = [j.status for j in ProvisioningJob.select().order_by(ProvisioningJob.id)]
         assert statuses == [Status.REGISTERED, Status.FAILED]
         # 2 -> 3: every existing device proves its token (no seed-app login).
