@@ -118,6 +118,28 @@ def check_ca(text: str, where: str = "CA certificate") -> str:
     return pem
 
 
+def tls_context(ca: str | None) -> ssl.SSLContext:
+    """How the station verifies an mqtts:// broker: by the home's CA when it has one,
+    else by the system's CAs (a broker with a public certificate). Host names are
+    checked either way."""
+    return ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
+
+
+def connect_error(exc: OSError, where: str) -> str:
+    """A failed connect to a broker, in words that say what to fix."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the MQTT broker at {where} has a certificate the station does not trust "
+            f"({exc.verify_message or exc.reason}): give the CA that signed it (--ca FILE)"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return (
+            f"no TLS with the MQTT broker at {where} ({exc.reason or exc}): "
+            "is it an mqtts:// (TLS) port?"
+        )
+    return f"cannot reach the MQTT broker at {where}: {exc}"
+
+
 def _redact(text: str) -> str:
     """The URL as it may appear in a message: any password replaced."""
     scheme, sep, rest = text.partition("://")

@@ -384,8 +384,11 @@ class DeviceClient:
         node_name: str,
         username: str | None = None,
         password: str | None = None,
+        *,
+        ca: str | None = None,
     ) -> None:
-        """POST /api/mqtt: the seed's body, plus username/password when given."""
+        """POST /api/mqtt: the seed's body, plus username/password when given, and
+        `tls: true` with the CA certificate (PEM) the device checks the broker with."""
         _require_str(broker=broker, topic_prefix=topic_prefix, node_name=node_name)
         if not isinstance(port, int) or isinstance(port, bool):
             raise TypeError("port must be an int")
@@ -401,6 +404,9 @@ class DeviceClient:
         if password is not None:
             _require_str(password=password)
             body["password"] = password
+        if ca is not None:
+            _require_str(ca=ca)
+            body["tls"], body["ca"] = True, ca
         self._broker = (broker, port)
         self._call_ok("POST", "/api/mqtt", body, secrets=[password] if password else [])
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
+from station.broker_target import connect_error, tls_context
 from station.errors import StationError
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class AdminLogin:
     username: str
     password: str
     tls: bool = False
-    ca_file: str | None = None
+    ca: str | None = None  # PEM: the CA the broker's certificate is checked with
 
 
 def device_acls(topic_prefix: str, node_name: str) -> list[dict[str, Any]]:
@@ -120,7 +121,7 @@ class DynSec:
         )
         c.username_pw_set(login.username, login.password)
         if login.tls:
-            c.tls_set(ca_certs=login.ca_file)
+            c.tls_set_context(tls_context(login.ca))
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_subscribe = lambda *_a: self._subscribed.set()
@@ -133,7 +134,7 @@ class DynSec:
         try:
             self.client.connect(self.login.host, self.login.port, keepalive=30)
         except OSError as exc:
-            raise DynSecError(f"cannot reach the MQTT broker at {where}: {exc}") from None
+            raise DynSecError(connect_error(exc, where)) from None
         self.client.loop_start()
         if not self._connected.wait(self.timeout):
             self.close()

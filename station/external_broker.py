@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import socket
 import threading
 import time
 from typing import Any
@@ -27,14 +26,14 @@ import paho.mqtt.client as paho
 
 from broker.ingest import IngestWriter, Listener
 from station import broker_target, commands
-from station.broker_target import BrokerTarget
+from station.broker_target import BrokerTarget, connect_error, tls_context
 from station.dynsec import AdminLogin, DynSec, DynSecError
 from station.errors import StationError
 from station.registry.models import Device, Home
 from station.registry.service import Registry
 from station.registry.tracking import TRACKED_LEAVES, Tracker
 from station.secrets import SecretStore
-from station.settings import data_dir
+from station.settings import station_id
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +42,9 @@ RETRY_S = 2.0
 
 
 def station_client_name() -> str:
-    """This station's own login on external brokers: stable for this computer and data
-    dir, distinct between installers' laptops sharing one broker."""
-    seed = f"{socket.gethostname()}|{data_dir()}".encode()
-    return f"esp32-station-{hashlib.sha256(seed).hexdigest()[:10]}"
+    """This station's own login on external brokers: stable for this station
+    (settings.station_id), distinct between installers' laptops sharing one broker."""
+    return f"esp32-station-{hashlib.sha256(station_id().encode()).hexdigest()[:10]}"
 
 
 class ExternalBroker:
@@ -59,12 +57,18 @@ class ExternalBroker:
         reading_min_interval_s: float = 10.0,
         flush_interval_s: float = 0.05,
         timeout: float = TIMEOUT_S,
+        ca: str | None = None,
     ) -> None:
+        """`ca`: for an mqtts:// target, the CA certificate (PEM) the broker is checked
+        with, by the station and by every device it provisions (they have no CA store
+        of their own, so a TLS target without one cannot take devices)."""
         self.registry = registry
         self.target = target
         self.timeout = timeout
+        self.ca = ca if target.tls else None
         self.dynsec = DynSec(
-            AdminLogin(target.host, target.port, admin[0], admin[1], tls=target.tls), timeout
+            AdminLogin(target.host, target.port, admin[0], admin[1], tls=target.tls, ca=self.ca),
+            timeout,
         )
         self.ingest = IngestWriter(
             registry.db, Tracker(reading_min_interval_s), flush_interval=flush_interval_s
@@ -86,9 +90,19 @@ class ExternalBroker:
         """What devices are told to connect to."""
         return self.target.host, self.target.port
 
+    @property
+    def device_ca(self) -> str | None:
+        """The CA devices are given with `tls` (None: plain MQTT)."""
+        return self.ca
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.target.tls and not self.ca:
+            raise DynSecError(
+                f"{self.target.url} is a TLS broker, and devices can check its certificate "
+                "only against a CA they are given: give the CA certificate (--ca FILE)"
+            )
         self.dynsec.open()
         try:
             self.dynsec.check()
@@ -110,7 +124,7 @@ class ExternalBroker:
         )
         c.username_pw_set(self.client_name, password)
         if self.target.tls:
-            c.tls_set()
+            c.tls_set_context(tls_context(self.ca))
         c.on_connect = self._on_connect
         c.on_subscribe = lambda *_a: self._ready.set()
         c.on_message = self._on_message
@@ -118,7 +132,7 @@ class ExternalBroker:
         try:
             c.connect(self.target.host, self.target.port, keepalive=30)
         except OSError as exc:
-            raise DynSecError(f"cannot reach the MQTT broker at {self.target.url}: {exc}") from None
+            raise DynSecError(connect_error(exc, self.target.url)) from None
         c.loop_start()
         if not self._ready.wait(self.timeout):
             raise DynSecError(
@@ -237,7 +251,7 @@ class ExternalBroker:
         )
         c.username_pw_set(self.client_name, self._password)
         if self.target.tls:
-            c.tls_set()
+            c.tls_set_context(tls_context(self.ca))
         c.on_connect = lambda cl, *_a: cl.subscribe(topic_filter, 1)
         c.on_subscribe = lambda *_a: done.set()
 
@@ -318,7 +332,9 @@ def for_home(
             + f": give it with `station homes edit {home.name!r} --broker "
             f"{target.scheme}://USER:PASSWORD@{target.host}:{target.port}`"
         )
-    ext = ExternalBroker(registry, target, login, reading_min_interval_s=reading_min_interval_s)
+    ext = ExternalBroker(
+        registry, target, login, reading_min_interval_s=reading_min_interval_s, ca=home.broker_ca
+    )
     try:
         ext.start()
     except DynSecError as exc:

@@ -30,6 +30,7 @@ from station.wifi.radio import OwnedBackend, Radio, Radios
 
 if TYPE_CHECKING:
     from broker import EmbeddedBroker
+    from station.followers import Followers
     from station.sim.demo import DemoWorld
     from station.wifi.journal import Journal
     from station.wifi.manual import Confirm
@@ -54,6 +55,8 @@ class StationRuntime:
     _tmp: str | None = None
     _announcement: Path | None = None  # station/control.py: how the CLI finds this broker
     radios: Radios = field(default_factory=Radios)  # one owner per adapter
+    # The homes' own brokers followed while the GUI runs (follow_external_brokers).
+    followers: Followers | None = None
 
     @property
     def wifi(self) -> OwnedBackend | None:
@@ -85,6 +88,10 @@ class StationRuntime:
 
         tmp = None
         file_settings = settings
+        # A demo's simulated chips: the same ids every run on a registry of its own; on
+        # a given (possibly shared) registry, ids of this station's own, so two stations'
+        # demos never meet each other's chips.
+        demo_seed = "demo" if db is None else f"demo-{station_id()}"
         if demo_devices:
             tmp = tempfile.mkdtemp(prefix="station-demo-")
             db = db or os.path.join(tmp, "registry.sqlite3")
@@ -128,6 +135,7 @@ class StationRuntime:
                     switch_delay=demo_switch_delay,
                     timing=demo_timing,
                     reach=demo_reach,
+                    seed=demo_seed,
                 )
                 rt.demo.start()
             except Exception:
@@ -198,7 +206,27 @@ class StationRuntime:
             self.journal(),
         )
 
+    def follow_external_brokers(self) -> Followers:
+        """Follow every home's own broker from now until stop() (returns at once: the
+        followers connect and retry in threads of their own, station.followers)."""
+        if self.followers is None:
+            from functools import partial
+
+            from station.followers import Followers, demo_reach
+
+            self.followers = Followers(
+                self.registry,
+                self.secrets,
+                reading_min_interval_s=self.settings.registry.reading_min_interval_s,
+                before_start=partial(demo_reach, self.demo) if self.demo is not None else None,
+            )
+            self.followers.start()
+        return self.followers
+
     def stop(self) -> None:
+        if self.followers is not None:
+            self.followers.stop()
+            self.followers = None
         # Queued WiFi work (a trip going home) ends before the simulated air goes away.
         if not self.radios.close(timeout=60.0):
             log.warning("WiFi work was still running at stop")

@@ -7,7 +7,7 @@ import getpass
 import logging
 import sys
 
-from station import external_broker
+from station import broker_target, external_broker
 from station.cli.common import existing_registry, load_settings, open_registry
 from station.errors import StationError
 from station.registry import Home, Registry
@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="read the WiFi password from standard input (else prompt)",
     )
     add.add_argument("--broker", metavar="URL", help=BROKER_HELP)
+    add.add_argument("--ca", metavar="FILE", help=CA_HELP)
     add.set_defaults(func=run_add)
     edit = actions.add_parser("edit", help="change a home's WiFi network or broker")
     edit.add_argument("name")
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="read a new WiFi password from standard input",
     )
     edit.add_argument("--broker", metavar="URL", help=BROKER_HELP)
+    edit.add_argument("--ca", metavar="FILE", help=CA_HELP)
     edit.set_defaults(func=run_edit)
     rm = actions.add_parser("remove", help="remove a home (its devices stay registered)")
     rm.add_argument("name")
@@ -49,6 +51,11 @@ BROKER_HELP = (
     "where the home's devices report: embedded (this station's broker, the default) or "
     "mqtt[s]://USER:PASSWORD@host[:port], a broker of the home's own (Mosquitto with its "
     "dynamic-security plugin); the login goes to the OS keyring, never to the registry"
+)
+
+CA_HELP = (
+    "for an mqtts:// broker: the CA certificate (PEM file) that signed the broker's; the "
+    "station checks the broker with it and gives it to every device it provisions"
 )
 
 PASSWORD_HINT = (
@@ -108,6 +115,8 @@ def run_list(args: argparse.Namespace) -> int:
         for home in homes:
             saved = "password saved" if store.home_password(home.id) else "no password saved"
             broker = home.broker_url or "embedded broker"
+            if home.broker_ca:
+                broker += " (TLS, CA given)"
             print(
                 f"{home.id:>3}  {home.name}  (WiFi {home.wifi_ssid!r}, {saved}, {broker}, "
                 f"{len(home.devices)} devices)"
@@ -123,11 +132,18 @@ def run_add(args: argparse.Namespace) -> int:
         args.password_stdin, command=f"homes add {args.name!r} --ssid {args.ssid!r}"
     )
     check_wifi_password(password)
+    if args.ca and not (args.broker and broker_target.parse(args.broker) is not None):
+        raise StationError("--ca goes with --broker mqtts://… (a TLS broker)")
+    ca = broker_target.load_ca(args.ca) if args.ca else None
     store = SecretStore()
     target = external_broker.remember(store, args.broker) if args.broker else None
+    if ca and target is not None and not target.tls:
+        raise StationError(f"--ca is for a TLS broker (mqtts://), not {target.url}")
     registry = open_registry(args, load_settings(args))
     try:
-        home = registry.add_home(args.name, args.ssid, broker_url=target.url if target else None)
+        home = registry.add_home(
+            args.name, args.ssid, broker_url=target.url if target else None, broker_ca=ca
+        )
         store.set_home_password(home.id, password)
         where = f", devices report to {target.url}" if target else ""
         print(f"Added home {home.name!r} (WiFi {home.wifi_ssid!r}{where}).")
@@ -169,8 +185,9 @@ def check_broker(registry: Registry, store: SecretStore, home: Home) -> str:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    if args.ssid is None and args.broker is None and not args.password_stdin:
-        raise StationError("say what to change: --ssid, --password-stdin and/or --broker")
+    if args.ssid is None and args.broker is None and args.ca is None and not args.password_stdin:
+        raise StationError("say what to change: --ssid, --password-stdin, --broker and/or --ca")
+    ca = broker_target.load_ca(args.ca) if args.ca else None
     settings = load_settings(args)
     if not existing_registry(args, settings):
         raise StationError(f"no home {args.name!r}: no registry database yet")
@@ -184,6 +201,18 @@ def run_edit(args: argparse.Namespace) -> int:
         if args.broker is not None:
             target = external_broker.remember(store, args.broker)
             fields["broker_url"] = target.url if target else None
+            if target is None or not target.tls:
+                if ca:
+                    raise StationError("--ca is for a TLS broker (mqtts://)")
+                fields["broker_ca"] = None  # a plain broker has no CA
+        tls = str(fields.get("broker_url", home.broker_url) or "").startswith("mqtts://")
+        if ca:
+            if not tls:
+                raise StationError(
+                    f"--ca is for a TLS broker (mqtts://); home {home.name!r} has "
+                    f"{home.broker_url or 'the embedded broker'}"
+                )
+            fields["broker_ca"] = ca
         if args.password_stdin:
             password = read_password(True, command=f"homes edit {home.name!r}")
             check_wifi_password(password)
@@ -198,7 +227,7 @@ def run_edit(args: argparse.Namespace) -> int:
                 "configured until they are provisioned again.",
                 file=sys.stderr,
             )
-        if home.broker_url and args.broker is not None:
+        if home.broker_url and (args.broker is not None or ca):
             print(check_broker(registry, store, home), file=sys.stderr)
         return 0
     finally:

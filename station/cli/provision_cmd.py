@@ -31,7 +31,7 @@ from station.cli.seed_flow import (
 from station.errors import StationError
 from station.external_broker import ExternalBroker
 from station.provisioning import BulkQueue, SetupTarget, is_setup_ap
-from station.registry import Device, Home, Registry
+from station.registry import Device, Home, Registry, RegistryError
 from station.secrets import SecretStore
 
 if TYPE_CHECKING:
@@ -83,6 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "real home's broker is set with `station homes add|edit --broker`",
     )
     p.add_argument(
+        "--ca",
+        metavar="FILE",
+        help="--broker mqtts://…: the CA certificate (PEM) that signed the broker's; the "
+        "station checks the broker with it and gives it to every device",
+    )
+    p.add_argument(
         "--switch-delay",
         type=float,
         default=0.0,
@@ -127,8 +133,14 @@ def resolve_home(
     if home is None:
         if not args.ssid:
             raise StationError(f"no home {args.home!r} yet: give its WiFi with --ssid")
-        home = registry.add_home(args.home, args.ssid)
-    elif args.ssid and args.ssid != home.wifi_ssid:
+        try:
+            home = registry.add_home(args.home, args.ssid)
+        except RegistryError:
+            # Another station on a shared registry added it a moment ago.
+            home = next((h for h in registry.homes() if h.name == args.home), None)
+            if home is None:
+                raise
+    if args.ssid and args.ssid != home.wifi_ssid:
         raise StationError(
             f"home {home.name!r} uses WiFi {home.wifi_ssid!r}, not "
             f"{args.ssid!r}; edit the home first"
@@ -155,6 +167,10 @@ def run(args: argparse.Namespace) -> int:
             "home: `station homes edit HOME --broker URL`"
         )
     demo_broker = broker_target.parse(args.broker) if args.broker else None
+    if args.ca and (demo_broker is None or not demo_broker.tls):
+        raise StationError("--ca goes with --broker mqtts://… (a TLS broker)")
+    # Read and checked before anything starts: a bad file is one clear line.
+    ca = broker_target.load_ca(args.ca) if args.ca else None
     if args.demo:
         print(
             f"Starting {args.demo} simulated devices (real firmware, MicroPython unix port)...",
@@ -183,7 +199,11 @@ def run(args: argparse.Namespace) -> int:
         home, password = resolve_home(args, registry, rt.secrets, password)
         if args.broker:
             target = external_broker.remember(rt.secrets, args.broker)
-            home = registry.edit_home(home, broker_url=target.url if target else None)
+            home = registry.edit_home(
+                home,
+                broker_url=target.url if target else None,
+                broker_ca=ca if target is not None and target.tls else None,
+            )
         # A home with its own broker: checked before anything is configured.
         external = external_broker.for_home(
             registry,
@@ -218,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
         if external is not None:
             station.broker = external
             station.broker_host, station.broker_port = external.address
+            station.broker_ca = external.device_ca
         if manual:
             # Step 3 shows the networks the device hears (GET /api/scan), with a warning
             # when the home network is not among them. Not in a bulk run: a real ESP32

@@ -102,6 +102,8 @@ class SetupClient(Protocol):
         node_name: str,
         username: str | None = None,
         password: str | None = None,
+        *,
+        ca: str | None = None,
     ) -> None: ...
 
     def wait_for_trial(
@@ -129,6 +131,8 @@ class Station:
     journal: Journal | None = None
     # (base URL, ap_ssid=...) -> client; default DeviceClient
     client_factory: Callable[..., SetupClient] | None = None
+    # A TLS broker's CA certificate (PEM): devices are told `tls` and given it.
+    broker_ca: str | None = None
 
     def client(self, link: Link, ap_ssid: str) -> SetupClient:
         from station.device_client import DeviceClient
@@ -387,6 +391,7 @@ class Provisioner:
         client.send_wifi(home_ssid, home_password)
         # The MQTT settings go while the device tries the home network (its trial runs
         # in the background), so the trial costs no extra time on this AP.
+        tls = {"ca": s.broker_ca} if s.broker_ca else {}  # the seed's body otherwise
         client.send_mqtt(
             s.broker_host,
             s.broker_port,
@@ -394,6 +399,7 @@ class Provisioner:
             ticket.device.node_name,
             ticket.device.mqtt_username,
             ticket.token,
+            **tls,
         )
         self._report(
             ticket,

@@ -33,6 +33,9 @@ from station.wifi.guard import Excursion
 
 log = logging.getLogger(__name__)
 
+# Another station's job touched this recently is its work in progress (shared registry).
+BUSY_ELSEWHERE_S = 120.0
+
 
 @dataclass
 class RunSummary:
@@ -80,11 +83,23 @@ class BulkQueue:
           of one of its jobs) reuses that device: same node name and topic prefix, a
           fresh token, its job reopened or a new one (`Registry.reprovision`).
         - Anything else is registered as a new device.
+        - On a registry several stations share, another station's open job for the
+          target is taken over (its installer left it), unless that station is working
+          on it now: then the target is left out, with a warning.
         """
         jobs = []
         registry = self.station.registry
         for target in targets:
             existing = registry.open_job_for_ap(target.ssid, target.bssid)
+            if existing is not None and not self._ours(existing):
+                if self._busy_elsewhere(existing):
+                    log.warning(
+                        "%s is being provisioned by station %s right now: not added here",
+                        target.ssid,
+                        existing.station,
+                    )
+                    continue
+                registry.take_over(existing)
             if existing is not None:
                 if self._fell_back(existing):
                     log.info(
@@ -113,6 +128,19 @@ class BulkQueue:
             self._tickets[ticket.pid] = ticket
             jobs.append(ticket.job)
         return jobs
+
+    def _ours(self, job: ProvisioningJob) -> bool:
+        mine = self.station.registry.station_id
+        return mine is None or job.station in (None, mine)
+
+    @staticmethod
+    def _busy_elsewhere(job: ProvisioningJob) -> bool:
+        """Another station's job it is running now (configuring, so touched within
+        BUSY_ELSEWHERE_S): two stations configuring one device would give it two
+        tokens. A job it left (waiting, or stale after its laptop went) is taken over."""
+        if job.status not in (Status.RUNNING, Status.REGISTERED, Status.QUEUED):
+            return False
+        return (utcnow() - job.updated_at).total_seconds() < BUSY_ELSEWHERE_S
 
     def _fell_back(self, job: ProvisioningJob) -> bool:
         """A `waiting` job whose setup AP is in a scan: has its device given up on the

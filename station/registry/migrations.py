@@ -22,6 +22,8 @@ from station.registry.status import Status
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 6
+# pg_advisory_xact_lock key held while a station creates or upgrades the schema.
+MIGRATION_LOCK = 0x45535033  # "ESP3"
 
 
 def _pending_to_registered(db: peewee.Database, migrator: SchemaMigrator) -> None:
@@ -93,6 +95,12 @@ def migrate(db: peewee.Database, target: int | None = None) -> int:
     """Create or upgrade the schema; returns the version now in the database."""
     target = SCHEMA_VERSION if target is None else target
     with db.bind_ctx(ALL_MODELS), write_transaction(db):
+        if isinstance(db, peewee.PostgresqlDatabase):
+            # Stations sharing a database may start at the same moment, and PostgreSQL's
+            # CREATE TABLE IF NOT EXISTS is not safe against a concurrent one (a unique
+            # violation on pg_class): one migrates at a time, until its commit. SQLite's
+            # IMMEDIATE transaction already is that lock.
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         current = schema_version(db)
         if current is None:
             db.create_tables(ALL_MODELS)

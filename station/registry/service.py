@@ -181,7 +181,7 @@ class Registry:
                     )
                     job = self._new_job(
                         device,
-                        home,
+                        home=home,
                         requested_chip_id=requested_chip_id,
                         ap_ssid=ap_ssid,
                         ap_bssid=ap_bssid,
@@ -193,16 +193,41 @@ class Registry:
                 log.debug("node name collision, retrying")
         raise RegistryError("could not allocate a unique node name")
 
-    @staticmethod
-    def _new_job(device: Device, home: Home | None, **fields: Any) -> ProvisioningJob:
+    def _new_job(self, device: Device, **fields: Any) -> ProvisioningJob:
         return ProvisioningJob.create(
             provisioning_id=secrets.token_hex(8),
             device=device,
-            home=home,
             step=Step.PREPARE,
             progress=40,
             status=Status.REGISTERED,
+            station=self.station_id,
             **fields,
+        )
+
+    def _mine(
+        self, query: peewee.ModelSelect[ProvisioningJob]
+    ) -> peewee.ModelSelect[ProvisioningJob]:
+        """`query` narrowed to the jobs this station's queue runs: its own and those of
+        no station (made before schema 6). Every job when no station id is set."""
+        if self.station_id is None:
+            return query
+        return query.where(
+            (ProvisioningJob.station == self.station_id) | ProvisioningJob.station.is_null()
+        )
+
+    def take_over(self, job: ProvisioningJob) -> None:
+        """Make another station's job this station's (its installer queued the device
+        here); logged and kept in the device's history."""
+        if self.station_id is None or job.station == self.station_id:
+            return
+        previous = job.station
+        self.update_job(job, station=self.station_id)
+        self._event(
+            job.device,
+            "taken_over",
+            f"job {job.provisioning_id} taken over from station {previous or '(none)'} "
+            f"by {self.station_id}",
+            {"provisioning_id": job.provisioning_id, "from": previous, "to": self.station_id},
         )
 
     def reprovision(
@@ -255,6 +280,7 @@ class Registry:
                     progress=40,
                     status=Status.REGISTERED,
                     error=None,
+                    station=self.station_id or job.station,
                     **fields,
                 )
             self._event(
@@ -478,12 +504,11 @@ class Registry:
         return ProvisioningJob.get_or_none(ProvisioningJob.provisioning_id == provisioning_id)
 
     def jobs(self, statuses: Iterable[Status] = OPEN) -> list[ProvisioningJob]:
-        """Jobs with these statuses, in queue order."""
-        return list(
-            ProvisioningJob.select()
-            .where(ProvisioningJob.status.in_([Status(s) for s in statuses]))
-            .order_by(ProvisioningJob.queue_position, ProvisioningJob.id)
+        """This station's jobs with these statuses, in queue order."""
+        query = ProvisioningJob.select().where(
+            ProvisioningJob.status.in_([Status(s) for s in statuses])
         )
+        return list(self._mine(query).order_by(ProvisioningJob.queue_position, ProvisioningJob.id))
 
     def open_job(self, device: Device) -> ProvisioningJob | None:
         """The device's open job (one the queue still has work for), if any."""
