@@ -125,16 +125,17 @@ def tls_context(ca: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
 
 
-def connect_error(exc: OSError, where: str) -> str:
-    """A failed connect to a broker, in words that say what to fix."""
+def connect_error(exc: OSError, where: str, tls: bool = False) -> str:
+    """A failed connect to a broker, in words that say what to fix. `tls`: the
+    connect included a TLS handshake (a plain port resets it)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (
             f"the MQTT broker at {where} has a certificate the station does not trust "
             f"({exc.verify_message or exc.reason}): give the CA that signed it (--ca FILE)"
         )
-    if isinstance(exc, ssl.SSLError):
+    if isinstance(exc, ssl.SSLError) or (tls and isinstance(exc, ConnectionError)):
         return (
-            f"no TLS with the MQTT broker at {where} ({exc.reason or exc}): "
+            f"no TLS with the MQTT broker at {where} ({getattr(exc, 'reason', None) or exc}): "
             "is it an mqtts:// (TLS) port?"
         )
     return f"cannot reach the MQTT broker at {where}: {exc}"

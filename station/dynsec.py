@@ -134,7 +134,7 @@ class DynSec:
         try:
             self.client.connect(self.login.host, self.login.port, keepalive=30)
         except OSError as exc:
-            raise DynSecError(connect_error(exc, where)) from None
+            raise DynSecError(connect_error(exc, where, self.login.tls)) from None
         self.client.loop_start()
         if not self._connected.wait(self.timeout):
             self.close()

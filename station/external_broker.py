@@ -132,7 +132,7 @@ class ExternalBroker:
         try:
             c.connect(self.target.host, self.target.port, keepalive=30)
         except OSError as exc:
-            raise DynSecError(connect_error(exc, self.target.url)) from None
+            raise DynSecError(connect_error(exc, self.target.url, self.target.tls)) from None
         c.loop_start()
         if not self._ready.wait(self.timeout):
             raise DynSecError(

@@ -132,13 +132,14 @@ def run_add(args: argparse.Namespace) -> int:
         args.password_stdin, command=f"homes add {args.name!r} --ssid {args.ssid!r}"
     )
     check_wifi_password(password)
-    if args.ca and not (args.broker and broker_target.parse(args.broker) is not None):
+    parsed = broker_target.parse(args.broker) if args.broker else None
+    if args.ca and parsed is None:
         raise StationError("--ca goes with --broker mqtts://… (a TLS broker)")
+    if args.ca and parsed is not None and not parsed.tls:
+        raise StationError(f"--ca is for a TLS broker (mqtts://), not {parsed.url}")
     ca = broker_target.load_ca(args.ca) if args.ca else None
-    store = SecretStore()
+    store = SecretStore()  # the login goes to the keyring once all else is checked
     target = external_broker.remember(store, args.broker) if args.broker else None
-    if ca and target is not None and not target.tls:
-        raise StationError(f"--ca is for a TLS broker (mqtts://), not {target.url}")
     registry = open_registry(args, load_settings(args))
     try:
         home = registry.add_home(

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from mosquitto import Mosquitto
+from tls_ca import TestCA
 
 from station.broker_target import parse
 from station.cli import main
@@ -98,3 +99,73 @@ def test_edit_needs_something_to_change(tmp_path, monkeypatch, memory_keyring, c
     assert add(db, monkeypatch) == 0
     assert main(["--db", db, "homes", "edit", "Smith"]) == 2
     assert "say what to change" in capsys.readouterr().err
+
+
+def test_a_tls_home_keeps_its_ca_and_its_broker_is_checked_with_it(
+    tmp_path, monkeypatch, memory_keyring, capsys
+):
+    ca = TestCA(tmp_path / "ca")
+    with Mosquitto(
+        tmp_path / "tls", dynsec_admin=("admin", "s3cret-admin"), tls=ca.issue("broker")
+    ) as m:
+        db = str(tmp_path / "r.db")
+        url = f"mqtts://admin:s3cret-admin@127.0.0.1:{m.port}"
+        assert add(db, monkeypatch, "--broker", url, "--ca", str(ca.path)) == 0
+        out, err = capsys.readouterr()
+        assert "reachable, admin login and dynamic security work" in err, err
+        assert "s3cret-admin" not in out + err
+        assert main(["--db", db, "homes", "list"]) == 0
+        assert f"mqtts://127.0.0.1:{m.port} (TLS, CA given)" in capsys.readouterr().out
+
+        # Another CA for the same broker: kept (a warning, as any check), and it fails.
+        other = TestCA(tmp_path / "other")
+        assert main(["--db", db, "homes", "edit", "Smith", "--ca", str(other.path)]) == 0
+        assert "does not trust" in capsys.readouterr().err
+    reg = Registry(db)
+    assert reg.home("Smith").broker_ca == other.pem
+    reg.close()
+
+    # Back to a plain broker: the CA goes with the TLS.
+    plain = "mqtt://admin:s3cret-admin@127.0.0.1:1"
+    assert main(["--db", db, "homes", "edit", "Smith", "--broker", plain]) == 0
+    reg = Registry(db)
+    assert reg.home("Smith").broker_ca is None
+    reg.close()
+
+
+@pytest.mark.parametrize(
+    ("broker", "ca_text", "message"),
+    [
+        ("mqtt://admin:pw@host", "CA", "--ca is for a TLS broker (mqtts://)"),
+        (None, "CA", "--ca goes with --broker mqtts://"),
+        ("mqtts://admin:pw@host", "not a certificate", "no PEM certificate"),
+        ("mqtts://admin:pw@host", None, "no such file"),
+    ],
+)
+def test_bad_ca_options_are_clear_errors_and_add_nothing(
+    tmp_path, monkeypatch, memory_keyring, capsys, broker, ca_text, message
+):
+    path = tmp_path / "ca.pem"
+    if ca_text is not None:
+        path.write_text(TestCA(tmp_path / "ca").pem if ca_text == "CA" else ca_text)
+    db = str(tmp_path / "r.db")
+    extra = ["--broker", broker] if broker else []
+    assert add(db, monkeypatch, *extra, "--ca", str(path)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_ca_for_a_home_on_the_embedded_broker_is_refused(
+    tmp_path, monkeypatch, memory_keyring, capsys
+):
+    db = str(tmp_path / "r.db")
+    assert add(db, monkeypatch) == 0
+    path = tmp_path / "ca.pem"
+    path.write_text(TestCA(tmp_path / "ca").pem)
+    capsys.readouterr()
+    assert main(["--db", db, "homes", "edit", "Smith", "--ca", str(path)]) == 2
+    assert "has the embedded broker" in capsys.readouterr().err
+    reg = Registry(db)
+    assert reg.home("Smith").broker_ca is None
+    reg.close()
