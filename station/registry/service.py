@@ -441,11 +441,24 @@ class Registry:
         with write_transaction(self.db):
             # Only devices of this broker: a home with a broker of its own is followed
             # there (station.external_broker), whatever connects here.
-            online = list(
+            query = (
                 Device.select(Device)
                 .join(Home, peewee.JOIN.LEFT_OUTER, on=(Device.home == Home.id))
                 .where((Device.online == True) & Home.broker_url.is_null())  # noqa: E712
             )
+            if self.station_id is not None:
+                # On a registry other stations share, only the devices this station
+                # provisioned last report to its broker; another's are online there.
+                latest = ProvisioningJob.select(peewee.fn.MAX(ProvisioningJob.id)).group_by(
+                    ProvisioningJob.device
+                )
+                others = ProvisioningJob.select(ProvisioningJob.device).where(
+                    ProvisioningJob.id.in_(latest)
+                    & ProvisioningJob.station.is_null(False)
+                    & (ProvisioningJob.station != self.station_id)
+                )
+                query = query.where(Device.id.not_in(others))
+            online = list(query)
             live = set(connected() if callable(connected) else connected)
             stale = [d for d in online if d.node_name not in live]
             if not stale:

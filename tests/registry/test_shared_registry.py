@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from station.registry import Registry, migrations
+from station.registry import Registry, Status, migrations
 from station.registry.models import Event, ProvisioningJob
 
 
@@ -90,3 +90,24 @@ def test_stations_starting_at_once_on_an_empty_database_all_get_the_schema(db_ur
     for p, (out, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err[-2000:]
         assert out.strip() == str(migrations.SCHEMA_VERSION)
+
+
+def test_a_station_starting_its_broker_leaves_another_stations_devices_online(station):
+    """Each station's embedded broker marks offline (as it starts) only the devices it
+    provisioned last: the others report to the other station's broker."""
+    from station.registry.models import Device
+
+    a_first = station("laptop-a").register_device()
+    b_own = station("laptop-b").register_device()
+    legacy = station(None).register_device()  # a job of no station: anyone's
+    moved = station("laptop-a").register_device()
+    station("laptop-a").update_job(moved.job, status=Status.DONE)
+    again = station("laptop-b").reprovision(moved.device)  # a new job: B's, after A's
+    assert again.id != moved.job.id and again.station == "laptop-b"
+    Device.update(online=True).execute()
+
+    gone = station("laptop-b").mark_offline(connected=())
+    assert sorted(d.node_name for d in gone) == sorted(
+        [b_own.device.node_name, legacy.device.node_name, moved.device.node_name]
+    )
+    assert station("laptop-b").device(a_first.device.node_name).online
