@@ -146,7 +146,11 @@ async def _init_from_connect_answering(
     loop: Any = None,
 ) -> Any:
     try:
-        return await _init_from_connect(cls, reader, writer, plugins_manager, loop)
+        handler, session = await _init_from_connect(cls, reader, writer, plugins_manager, loop)
+        # The session as this CONNECT asked for it, before amqtt swaps in a stored one
+        # (StationBroker._initialize_client_session may need it back).
+        handler.station_incoming = session
+        return handler, session
     except UnsupportedProtocol as exc:
         log.info("refused a connection from %s: %s", writer.get_peer_info(), exc)
         if exc.answer:

@@ -287,8 +287,27 @@ class StationBroker(Broker):
         return True
 
     async def _initialize_client_session(self, *args: Any, **kwargs: Any) -> Any:
-        """amqtt's, then the session's incoming queue becomes a BackpressureQueue."""
+        """amqtt's, then the session's incoming queue becomes a BackpressureQueue.
+
+        A clean_session=0 CONNECT that arrives while a clean session of the same client
+        id is still ending (its DISCONNECT read, its end not handled yet) got that session
+        from amqtt: session present 1, and the session still marked clean, so the end of
+        its own connection deleted it. A clean session lasts as long as its connection
+        [MQTT-3.1.2-6]: this CONNECT starts a new persistent session [MQTT-3.2.2-2]."""
         handler, session = await super()._initialize_client_session(*args, **kwargs)
+        fresh = getattr(handler, "station_incoming", None)
+        if session.parent == 1 and session.clean_session and fresh is not None:
+            # (amqtt reuses a stored session only for a clean_session=0 CONNECT.)
+            client_id = session.client_id or ""
+            held, old_handler = self._sessions.get(client_id, (None, None))
+            if held is session:
+                if session.transitions.is_connected() and old_handler is not None:
+                    # Its connection is still open: this CONNECT takes over [MQTT-3.1.4-2].
+                    await old_handler.handle_connection_closed()
+                    await old_handler.stop()
+                await self._delete_session(client_id)
+            fresh.parent = 0
+            session = fresh
         queue = session.delivered_message_queue
         if not isinstance(queue, BackpressureQueue):
             bounded = BackpressureQueue(handler)

@@ -13,6 +13,7 @@ client's publish to a `$` topic (Mosquitto routes it).
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 import time
@@ -341,6 +342,53 @@ def test_mqtt_3_2_2_2_no_session_present_after_a_clean_session_ended(broker, raw
     third = raw()
     third.send(connect_packet("sess", user, token, clean=False))
     assert third.expect(CONNACK)[1] == b"\x01\x00"
+
+
+def test_mqtt_3_2_2_2_a_persistent_connect_racing_a_clean_sessions_end(broker, raw, caplog):
+    """The same, with the persistent CONNECT sent while the clean connection is still
+    closing (no wait for its close). amqtt then reused the ending clean session: session
+    present 1, and the session stayed clean, so the end of its own connection deleted it
+    (and messages for it were never queued, and a later take-over found no session)."""
+    user, token = broker.station_credentials()
+    pub = raw("pub")
+    for n in range(20):
+        client = f"race{n}"
+        first = raw(client)  # clean session
+        subscribe(first, "conf/race", 1)
+        first.send(packet(DISCONNECT << 4, b""))
+        second = raw()
+        second.send(connect_packet(client, user, token, clean=False))
+        _, body = second.expect(CONNACK)
+        assert body == b"\x00\x00", f"round {n}: a clean session must end with its connection"
+        assert subscribe(second, "conf/race", 1) == 1
+        second.send(packet(DISCONNECT << 4, b""))
+        assert second.closed_within(3.0)
+        # Persistent now: a QoS 1 message is kept for it while it is away.
+        publish(pub, "conf/race", f"m{n}".encode(), 1)
+        third = raw()
+        third.send(connect_packet(client, user, token, clean=False))
+        assert third.expect(CONNACK)[1] == b"\x01\x00", f"round {n}"
+        assert next_publish(third) == (1, False, "conf/race", f"m{n}".encode())
+        third.send(packet(DISCONNECT << 4, b""))
+        assert third.closed_within(3.0)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_mqtt_3_1_4_2_a_persistent_connect_takes_over_an_open_clean_session(broker, raw):
+    """A clean_session=0 CONNECT for a client id whose clean connection is still open:
+    the old connection is closed [MQTT-3.1.4-2] and its clean session is not resumed
+    (session present 0)."""
+    user, token = broker.station_credentials()
+    first = raw("taker")  # clean, stays open
+    subscribe(first, "conf/taker", 1)
+    second = raw()
+    second.send(connect_packet("taker", user, token, clean=False))
+    assert second.expect(CONNACK)[1] == b"\x00\x00"
+    assert first.closed_within(3.0)
+    # The clean session's subscription went with it; the new session has none.
+    pub = raw("pub")
+    publish(pub, "conf/taker", b"x", 1)
+    ping(second)
 
 
 # -- 3.3.1-9: retain = 0 on messages queued for an established subscription -------------
