@@ -1,9 +1,11 @@
 """StationBridge: broker callbacks (ingest / broker threads) in, Qt signals out.
 
 The broker calls its listeners in the registry-ingest thread and its connection-count
-callback in the broker's asyncio thread. Neither may touch a widget, so the bridge
-only emits signals there. The bridge lives in the GUI thread, so every receiver that
-lives there gets the signal as a queued event: slots always run in the GUI thread.
+callback in the broker's asyncio thread; the followers of the homes' own brokers
+(station.followers) call theirs in their ingest and follower threads. None may touch
+a widget, so the bridge only emits signals there. The bridge lives in the GUI thread,
+so every receiver that lives there gets the signal as a queued event: slots always
+run in the GUI thread.
 
     bridge = StationBridge()
     bridge.deviceUpdated.connect(model.apply)
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 class StationBridge(QObject):
     deviceUpdated = Signal(object)  # station.registry.tracking.DeviceUpdate
     clientsChanged = Signal(int)
+    followerChanged = Signal(object)  # station.followers.FollowerState
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -67,6 +70,14 @@ class StationBridge(QObject):
             try:
                 self.deviceUpdated.emit(update)
             except RuntimeError:  # deleted between the check and the emit
+                self._alive = False
+
+    def push_follower(self, state: Any) -> None:
+        """A home broker's follower changed state (its own thread)."""
+        if self._alive:
+            try:
+                self.followerChanged.emit(state)
+            except RuntimeError:
                 self._alive = False
 
     def push_clients(self, count: int) -> None:

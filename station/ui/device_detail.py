@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from station.commands import COMMANDS
 from station.device_ops import DeviceOps
+from station.errors import StationError
 from station.registry.models import utcnow
 from station.registry.tracking import DeviceUpdate
 from station.ui.chart import HistoryChart
@@ -237,9 +238,21 @@ class DeviceDetail(QWidget):
         button.setToolTip(cmd.help)
         return button
 
-    @property
-    def ops(self) -> DeviceOps:
-        return DeviceOps(self.runtime.registry, self.runtime.broker)
+    def ops_for(self, device: Any) -> DeviceOps:
+        """The device's operations through the broker it reports to: the embedded one,
+        or its home's own broker (station.followers). In the job's thread: it reads the
+        device's home, and says so (StationError) when that broker is out of reach."""
+        rt = self.runtime
+        followers = rt.followers
+        if followers is not None:
+            return DeviceOps(rt.registry, followers.broker_for(device, rt.broker))
+        home = device.home
+        if home is not None and home.broker_url:
+            raise StationError(
+                f"{device.node_name} reports to {home.broker_url}, which this window does "
+                "not follow"
+            )
+        return DeviceOps(rt.registry, rt.broker)
 
     # -- which device --------------------------------------------------------------------
 
@@ -400,7 +413,6 @@ class DeviceDetail(QWidget):
         device, node = self._device, self._node
         if device is None or node is None:
             return
-        ops = self.ops
         label = COMMANDS[cmd].label if cmd in COMMANDS else cmd
         self.status.setText(f"Sending {label}…")
 
@@ -419,7 +431,7 @@ class DeviceDetail(QWidget):
                 self.status.setText(f"Could not send {label}: {exc or type(exc).__name__}")
             self.commandFinished.emit(node, cmd, False)
 
-        self.jobs.submit(lambda: ops.send(device, cmd, **extra), done, failed)
+        self.jobs.submit(lambda: self.ops_for(device).send(device, cmd, **extra), done, failed)
 
     def set_interval(self) -> None:
         self.send("set_interval", value=self.interval.value())
@@ -435,7 +447,7 @@ class DeviceDetail(QWidget):
             "Provision tab configures it again once its setup network is in range.",
         ):
             return
-        ops, online = self.ops, bool(self._row and self._row.online)
+        online = bool(self._row and self._row.online)
         self.status.setText("Sending factory reset…")
 
         def done(result: Any) -> None:
@@ -456,7 +468,9 @@ class DeviceDetail(QWidget):
                 self.status.setText(f"Could not re-provision {node}: {exc}")
             self.commandFinished.emit(node, "factory_reset", False)
 
-        self.jobs.submit(lambda: ops.reprovision(device, online=online), done, failed)
+        self.jobs.submit(
+            lambda: self.ops_for(device).reprovision(device, online=online), done, failed
+        )
 
     def remove(self) -> None:
         device, node = self._device, self._node
@@ -469,7 +483,6 @@ class DeviceDetail(QWidget):
             "settings; to use it again, factory-reset it and provision it anew.",
         ):
             return
-        ops = self.ops
         self.status.setText("Removing…")
 
         def done(_: Any) -> None:
@@ -483,4 +496,4 @@ class DeviceDetail(QWidget):
             if node == self._node:
                 self.status.setText(f"Could not remove {node}: {exc}")
 
-        self.jobs.submit(lambda: ops.remove(device), done, failed)
+        self.jobs.submit(lambda: self.ops_for(device).remove(device), done, failed)

@@ -41,6 +41,11 @@ class MainWindow(QMainWindow):
 
         self.bridge = StationBridge()
         self.bridge.attach(runtime.broker)
+        # The homes' own brokers: their devices fill the same table (threads of their
+        # own connect and retry; nothing here waits for a broker).
+        self.followers = runtime.follow_external_brokers()
+        self.followers.add_listener(self.bridge.push_update)
+        self.followers.on_change = self.bridge.push_follower
         self.homes = HomeSelector(runtime)
         self.devices_tab = DevicesTab(runtime, self.bridge)
         self.provision_tab = ProvisionTab(runtime, self.homes.selected)
@@ -70,15 +75,19 @@ class MainWindow(QMainWindow):
         self.network_label = QLabel()
         self.backend_label = QLabel()
         self.broker_label = QLabel()
+        self.home_brokers_label = QLabel()
+        self.home_brokers_label.hide()
         self.devices_label = QLabel()
         for label in (
             self.network_label,
             self.backend_label,
             self.broker_label,
+            self.home_brokers_label,
             self.devices_label,
         ):
             self.statusBar().addPermanentWidget(label)
         self.bridge.clientsChanged.connect(lambda _n: self._refresh_status())
+        self.bridge.followerChanged.connect(lambda _s: self._refresh_followers())
         # The table model knows the counts: no database query per message.
         self.devices_tab.countsChanged.connect(self._show_counts)
         self._show_counts(self.devices_tab.model.online_count(), self.devices_tab.model.rowCount())
@@ -166,6 +175,29 @@ class MainWindow(QMainWindow):
         self.broker_label.setText(
             f"Broker: {s.bind_host}:{rt.broker.port}, {rt.broker.clients_connected} clients"
         )
+        self._refresh_followers()
+
+    def _refresh_followers(self) -> None:
+        """The homes' own brokers: how many are followed, which cannot be reached (and
+        are retried); the selected home's line too. Snapshots only, no I/O."""
+        if self._closed:
+            return
+        states = self.followers.states()
+        self.homes.show_broker_state()
+        label = self.home_brokers_label
+        if not states:
+            label.hide()
+            return
+        down = [st for st in states if not st.ok]
+        if down:
+            label.setText(f"Home brokers: {len(down)} of {len(states)} not reachable")
+            label.setStyleSheet("color: #b3261e")
+        else:
+            n = len(states)
+            label.setText(f"Home brokers: {n} followed" if n > 1 else "Home broker: followed")
+            label.setStyleSheet("")
+        label.setToolTip("\n".join(f"{', '.join(st.homes)}: {st.summary()}" for st in states))
+        label.show()
 
     # -- closing -----------------------------------------------------------------------
 
@@ -194,4 +226,9 @@ class MainWindow(QMainWindow):
             wizard.reject()
         self.provision_tab.shutdown(60.0)
         self.bridge.detach()
+        # The followers themselves stop with the runtime (StationRuntime.stop, right
+        # after the window), so a closed window gets no more of their updates.
+        self.followers.remove_listener(self.bridge.push_update)
+        if self.followers.on_change == self.bridge.push_follower:
+            self.followers.on_change = None
         event.accept()

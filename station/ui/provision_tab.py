@@ -26,11 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from station.errors import StationError
+from station.followers import Route
 from station.provisioning import Progress, RunSummary, SetupTarget, Status, is_setup_ap
 from station.provisioning.steps import OPEN
 from station.registry import Home
 from station.runtime import StationRuntime
-from station.ui.homes import not_here
 from station.ui.provision_model import (
     PROBLEM,
     PROGRESS,
@@ -115,6 +115,8 @@ class ProvisionTab(QWidget):
         self.worker: QueueWorker | None = None
         self.targets: list[SetupTarget] = []  # found by the last scan, not yet queued
         self._pause_requested = False
+        self._failure: str | None = None  # what the running batch's worker reported
+        self._adding: list[SetupTarget] = []  # the targets the running batch adds
         self._build()
         self.model.rowsInserted.connect(self._update_state)
         self.model.dataChanged.connect(self._update_state)
@@ -220,16 +222,25 @@ class ProvisionTab(QWidget):
             except StationError as exc:
                 self._say(f"Provisioning is not available: {exc}", error=True)
                 return None
-            w = QueueWorker(station, self.bridge, self)
+            w = QueueWorker(station, self.bridge, self, route=self._route)
             w.progress.connect(self._on_progress)
             w.scanned.connect(self._on_scanned)
             w.jobsLoaded.connect(self._on_rows)
             w.finished.connect(self._on_finished)
-            w.failed.connect(lambda text: self._say(text, error=True))
+            w.failed.connect(self._on_failed)
             w.busyChanged.connect(self._update_state)
             w.runningChanged.connect(self._on_running)
             self.worker = w
         return self.worker
+
+    def _route(self, home: Home) -> Route:
+        """Worker thread, at the start of a run: the embedded broker, or the home's own
+        broker through its follower (checked now; StationError if it cannot take
+        devices, and nothing is touched)."""
+        rt = self.runtime
+        if not home.broker_url:
+            return Route(rt.broker, *rt.broker_address())
+        return rt.follow_external_brokers().route(home)
 
     def _load(self) -> None:
         w = self._worker()
@@ -286,16 +297,15 @@ class ProvisionTab(QWidget):
         if w is None or selected is None:
             return
         home, password = selected
-        refusal = not_here(home)
-        if refusal is not None:
-            self._say(refusal, error=True)
-            return
         self._pause_requested = False
+        self._failure = None
+        self._adding = list(add or [])
         self.bridge.owner = self
         if w.run(home, password, add=add, shown=self.model.ids(), retry=retry or ()):
             self.targets = [t for t in self.targets if t not in (add or [])]
             self._show_targets()
-            self._say(f"Provisioning for {home.name} ({home.wifi_ssid})…")
+            where = f", devices report to {home.broker_url}" if home.broker_url else ""
+            self._say(f"Provisioning for {home.name} ({home.wifi_ssid}{where})…")
         self._update_state()
 
     def pause(self) -> None:
@@ -359,9 +369,22 @@ class ProvisionTab(QWidget):
         self.table.resizeRowsToContents()  # errors wrap over two or three lines
         self._update_state()
 
+    def _on_failed(self, text: str) -> None:
+        self._failure = text
+        self._say(text, error=True)
+
     def _on_finished(self, summary: RunSummary) -> None:
         self.instruction.hide()
         self._load()
+        nothing = not (summary.done or summary.failed or summary.cancelled or summary.paused)
+        if nothing and self._failure:
+            # The run did not start (the home's broker cannot take devices, the registry
+            # is unreachable): its words stay, and the devices found stay ready to add.
+            self.targets += [t for t in self._adding if t not in self.targets]
+            self._adding = []
+            self._show_targets()
+            self._say(self._failure, error=True, log_it=False)  # logged when it came
+            return
         done, failed = len(summary.done), len(summary.failed)
         if summary.cancelled:
             text = "Cancelled. This computer is back on the home WiFi. Retry to continue."
@@ -428,8 +451,8 @@ class ProvisionTab(QWidget):
         else:
             self.remaining_label.setText("")
 
-    def _say(self, text: str, error: bool = False) -> None:
+    def _say(self, text: str, error: bool = False, log_it: bool = True) -> None:
         self.status_label.setText(text)
         self.status_label.setStyleSheet("color: #b3261e" if error else "")
-        if text:
+        if text and log_it:
             (log.warning if error else log.info)("%s", text)

@@ -27,6 +27,8 @@ from PySide6.QtCore import QObject, Qt, QThread, QThreadPool, Signal
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from station.device_client import DeviceError, HeardNetwork
+from station.errors import StationError
+from station.followers import Route
 from station.provisioning import (
     BulkQueue,
     Progress,
@@ -38,6 +40,7 @@ from station.provisioning import (
     Ticket,
 )
 from station.registry import OPEN, Home, Status
+from station.registry.status import TO_CONFIGURE
 from station.wifi.base import Link
 from station.wifi.errors import Cancelled
 from station.wifi.guard import Excursion
@@ -226,11 +229,20 @@ class QueueWorker(_Relay):
     busyChanged = Signal(bool)  # a scan or a run of this worker is in the radio's queue
 
     def __init__(
-        self, station: Station, bridge: ConfirmBridge | None = None, parent: QObject | None = None
+        self,
+        station: Station,
+        bridge: ConfirmBridge | None = None,
+        parent: QObject | None = None,
+        *,
+        route: Callable[[Home], Route] | None = None,
     ) -> None:
+        """`route(home)` (called in the worker thread at the start of each run): where
+        that home's devices report (station.followers.Route); it raises StationError
+        when that broker cannot take devices, and the run does not start."""
         super().__init__(parent)
         self.station = station
         self.bridge = bridge
+        self.route = route
         self.queue = BulkQueue(station, self._on_progress)
         self.radio = radio_of(station.wifi)
         self._radio_job: Future[Any] | None = None
@@ -337,6 +349,8 @@ class QueueWorker(_Relay):
             try:
                 for pid in retry:
                     self.queue.retry(pid)
+                if self.route is not None:
+                    self._use(self.route(home), home)
                 if retry:
                     self._emit("jobsLoaded", job_rows(self.queue, (*shown, *retry)))
                 if add:
@@ -349,8 +363,34 @@ class QueueWorker(_Relay):
             except ProvisioningError as exc:  # step 1 failed: the registry is unreachable
                 self._emit("failed", str(exc))
                 return RunSummary()
+            except StationError as exc:  # the home's broker cannot take devices
+                self._emit("failed", str(exc))
+                return RunSummary()
 
         return self._radio_task(body, "finished", RunSummary(), "provisioning batch")
+
+    def _use(self, route: Route, home: Home) -> None:
+        """Worker thread, before anything is registered: the batch's devices report
+        where `route` says. The queue configures every open job with this home's WiFi
+        and broker, so queued devices of a home with another broker stop it here."""
+        others = sorted(
+            {
+                job_home.name
+                for job in self.queue.jobs(TO_CONFIGURE)
+                if (job_home := job.home or job.device.home) is not None
+                and job_home.id != home.id
+                and (job_home.broker_url or None) != (home.broker_url or None)
+            }
+        )
+        if others:
+            raise StationError(
+                f"the queue holds devices of {', '.join(others)}, whose devices report to "
+                f"another broker than {home.name}'s: select that home and provision them, "
+                "or skip them, first"
+            )
+        s = self.station
+        s.broker, s.broker_host, s.broker_port = route.broker, route.host, route.port
+        s.broker_ca = route.ca
 
     # -- controls (GUI thread; the queue's own controls are thread-safe) -----------------
 

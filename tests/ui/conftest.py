@@ -38,3 +38,25 @@ def empty_runtime(tmp_path, monkeypatch) -> Iterator[StationRuntime]:
     rt = StationRuntime.start(settings, db=str(tmp_path / "registry.sqlite3"))
     yield rt
     rt.stop()
+
+
+@pytest.fixture
+def user_env(tmp_path) -> dict[str, str]:
+    """A throwaway user for the station started through its own entry point: HOME, XDG
+    dirs, data, settings and TMPDIR under tmp_path, and the demo's firmware on FAST
+    timings (STATION_DEMO_TIMING, station/sim/demo.py). As tests/e2e/conftest.py's."""
+    dirs = {
+        "HOME": "home",
+        "XDG_CONFIG_HOME": "home/.config",
+        "XDG_DATA_HOME": "home/.local/share",
+        "XDG_CACHE_HOME": "home/.cache",
+        "XDG_STATE_HOME": "home/.local/state",
+        "STATION_DATA_DIR": "data",
+        "TMPDIR": "tmp",
+    }
+    env = {k: str(tmp_path / v) for k, v in dirs.items()}
+    for path in env.values():
+        os.makedirs(path, exist_ok=True)
+    env["STATION_CONFIG"] = str(tmp_path / "settings.json")
+    env["STATION_DEMO_TIMING"] = "fast"
+    return env

@@ -201,18 +201,25 @@ def test_no_home_selected_says_so(qtbot, site):
     assert tab.shutdown(10)
 
 
-def test_a_home_with_its_own_broker_is_not_provisioned_to_this_one(qtbot, site):
+def test_a_batch_for_a_home_whose_broker_cannot_take_devices_does_not_start(qtbot, site):
+    """The Provision tab provisions a home with its own broker through that broker; one
+    it cannot use (here: no admin login for it) stops the batch before anything is
+    touched, says why, and keeps the devices found ready to add."""
     home, password = _home(site)
     home = site.registry.edit_home(home, broker_url="mqtt://192.168.1.10:1883")
     tab = ProvisionTab(site, lambda: (home, password))
     qtbot.addWidget(tab)
     _scan(qtbot, tab)
-    tab.provision_all_button.click()
+    found = list(tab.targets)
+    with qtbot.waitSignal(_worker(tab).finished, timeout=60_000):
+        tab.provision_all_button.click()
     text = tab.status_label.text()
-    assert "its own broker (mqtt://192.168.1.10:1883)" in text
-    assert 'station provision --home "Demo home"' in text
+    assert "its broker mqtt://192.168.1.10:1883 cannot take devices now" in text
+    assert "nothing was configured" in text and "no admin login" in text
     assert not tab.is_running()
     assert site.registry.devices() == []  # nothing registered, nothing configured
+    assert tab.targets == found and tab.provision_all_button.isEnabled()
+    assert _laptop_home(site)
     assert tab.shutdown(10)
 
 
