@@ -27,6 +27,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -42,6 +43,12 @@ STATION_USERNAME = "station"
 # Home Assistant's default birth and will topic (its MQTT integration's "birth message").
 HA_STATUS_TOPIC = "homeassistant/status"
 SYS_PREFIX = "$SYS/"
+# A username the registry did not know is not asked for again this long: the registry
+# read runs on the broker's loop (a network round trip on PostgreSQL), and a client
+# retrying a wrong login must not turn into a query per attempt. A device or account
+# added by another process is found at most this late (this process's own are at once).
+MISS_TTL_S = 5.0
+MAX_MISSES = 10_000
 
 
 class Role(StrEnum):
@@ -103,16 +110,23 @@ class AccessControl:
         # A registry read for a username not in the cache (another process registered it).
         self.lookup: Callable[[str], DeviceCredentials | None] | None = None
         self.account_lookup: Callable[[str], AccountCredentials | None] | None = None
+        # username -> monotonic time the registry did not know it (see MISS_TTL_S)
+        self._device_misses: dict[str, float] = {}
+        self._account_misses: dict[str, float] = {}
+        self.lookups = 0  # registry reads made (tests, figures)
+        self.clock: Callable[[], float] = time.monotonic
 
     # -- credentials -----------------------------------------------------------------
 
     def load(self, creds: list[DeviceCredentials]) -> None:
         with self._lock:
             self._devices = {c.username: c for c in creds}
+            self._device_misses.clear()
 
     def upsert(self, cred: DeviceCredentials) -> None:
         with self._lock:
             self._devices[cred.username] = cred
+            self._device_misses.pop(cred.username, None)
 
     def remove(self, username: str) -> None:
         with self._lock:
@@ -121,30 +135,61 @@ class AccessControl:
     def load_accounts(self, accounts: list[AccountCredentials]) -> None:
         with self._lock:
             self._accounts = {a.name: a for a in accounts}
+            self._account_misses.clear()
 
     def forget_account(self, name: str) -> None:
-        """Drop a cached account (removed or rotated): the next login reads the registry."""
+        """Drop what is cached of an account (added, removed or rotated): the next login
+        reads the registry."""
         with self._lock:
             self._accounts.pop(name, None)
+            self._account_misses.pop(name, None)
+
+    def _missed(self, misses: dict[str, float], name: str) -> bool:
+        """Did the registry lately not know `name`? (Called with the lock held.)"""
+        at = misses.get(name)
+        if at is None:
+            return False
+        if self.clock() - at < MISS_TTL_S:
+            return True
+        del misses[name]
+        return False
+
+    def _miss(self, misses: dict[str, float], name: str) -> None:
+        with self._lock:
+            if len(misses) >= MAX_MISSES:
+                misses.clear()  # many names tried: start again rather than grow
+            misses[name] = self.clock()
 
     def _account(self, name: str) -> AccountCredentials | None:
         with self._lock:
             account = self._accounts.get(name)
-        if account is None and self.account_lookup is not None:
-            account = self.account_lookup(name)  # added by `station accounts add` since start
-            if account is not None:
-                with self._lock:
-                    self._accounts[name] = account
+            if account is not None or self._missed(self._account_misses, name):
+                return account
+        if self.account_lookup is None:
+            return None
+        self.lookups += 1
+        account = self.account_lookup(name)  # added by `station accounts add` since start
+        if account is None:
+            self._miss(self._account_misses, name)
+        else:
+            with self._lock:
+                self._accounts[name] = account
         return account
 
     def _device(self, username: str) -> DeviceCredentials | None:
         with self._lock:
             cred = self._devices.get(username)
-        if cred is None and self.lookup is not None:
-            # A device registered by another process (shared database) since start.
-            cred = self.lookup(username)
-            if cred is not None:
-                self.upsert(cred)
+            if cred is not None or self._missed(self._device_misses, username):
+                return cred
+        if self.lookup is None:
+            return None
+        # A device registered by another process (shared database) since start.
+        self.lookups += 1
+        cred = self.lookup(username)
+        if cred is None:
+            self._miss(self._device_misses, username)
+        else:
+            self.upsert(cred)
         return cred
 
     # -- connect -----------------------------------------------------------------------

@@ -133,26 +133,37 @@ def run_add(args: argparse.Namespace) -> int:
     registry = open_registry(args, settings)
     try:
         issued = registry.accounts.add(args.name, args.role)
-        print(f"Added {issued.account.role} account {issued.account.name!r} ({registry.location}).")
+        # A running station that refused this name a moment ago may still remember that
+        # (broker/access.py MISS_TTL_S): told, it lets the account in at once.
+        told = _tell_running_station(registry.location, issued.account.name, "")
+        print(
+            f"Added {issued.account.role} account {issued.account.name!r} "
+            f"({registry.location}).{told}"
+        )
         _print_login(issued.account.name, issued.password, settings.broker.port, "enter")
         return 0
     finally:
         registry.close()
 
 
-def _tell_running_station(registry_location: str, name: str) -> str:
-    """Make a running station drop the account's login and connections; what happened."""
+def _tell_running_station(
+    registry_location: str, name: str, done: str = " The running station closed its connections."
+) -> str:
+    """Make a running station drop what it holds of the account (its cached login, and
+    connections made with it); what happened, for the user."""
     from station import control
 
     try:
         remote = control.connect(registry_location)
     except control.NotRunning as exc:
+        if not done:  # a new account: found by the running station within seconds anyway
+            return ""
         return f" The running station could not be told ({exc}); restart it."
     if remote is None:
         return ""
     with remote:
         remote.account_changed(name)
-    return " The running station closed its connections."
+    return done
 
 
 def run_rotate(args: argparse.Namespace) -> int:

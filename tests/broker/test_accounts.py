@@ -109,9 +109,25 @@ def test_refused_logins(registry, broker, connect, will, password_ok):
 
 
 def test_an_account_added_while_the_broker_runs_logs_in(registry, broker, connect):
-    assert connect("x", "late", "nope").rc != 0
-    password = registry.accounts.add("late", "observer").password  # as the CLI does
+    assert connect("x", "late", "nope").rc != 0  # the broker remembers the miss
+    password = registry.accounts.add("late", "observer").password
+    broker.account_changed("late")  # as `station accounts add` tells a running station
     assert connect("late-1", "late", password).rc == 0
+
+
+def test_an_account_added_by_another_station_logs_in_once_the_miss_expires(
+    registry, broker, connect, monkeypatch
+):
+    import time
+
+    from broker.access import MISS_TTL_S
+
+    assert connect("x", "late", "nope").rc != 0
+    password = registry.accounts.add("late", "observer").password  # nobody tells this broker
+    assert connect("late-1", "late", password).rc != 0
+    now = time.monotonic()
+    monkeypatch.setattr(broker.access, "clock", lambda: now + MISS_TTL_S + 1)
+    assert connect("late-2", "late", password).rc == 0
 
 
 def test_removing_an_account_closes_its_connections_and_refuses_it(registry, broker, connect):

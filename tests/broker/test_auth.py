@@ -146,3 +146,40 @@ def test_seed_app_devices_log_in_without_a_token_only_in_that_mode(
     wait_for(lambda: registry.device(seed.node_name).online)
     assert station_client.received(f"{normal.topic_prefix}/state") == []
     assert connect("x", None, None, will=f"{seed.topic_prefix}/status").rc.is_failure
+
+
+def test_a_client_retrying_an_unknown_login_costs_one_registry_read(broker, connect):
+    """The registry read for a username the cache does not hold runs on the broker's
+    loop (a network round trip on PostgreSQL): a client retrying a login nobody knows
+    is answered from a short negative cache (broker/access.py MISS_TTL_S)."""
+    before = broker.access.lookups
+    for _ in range(20):
+        c = connect("esp32_dht11_777", "esp32_dht11_777", "some-token")
+        assert c.rc.is_failure
+    # One read for the account table, one for the devices: not 40.
+    assert broker.access.lookups - before == 2
+
+
+def test_a_device_another_process_registers_is_found_once_the_miss_expires(
+    broker, registry, connect, monkeypatch
+):
+    import broker.access as access_mod
+
+    c = connect("esp32_dht11_001", "esp32_dht11_001", "not-yet")
+    assert c.rc.is_failure  # nobody by that name yet: remembered as a miss
+    # Another process (a shared registry) registers it; this broker is not told.
+    issued = registry.register_device()
+    assert issued.device.node_name == "esp32_dht11_001"
+    node = issued.device.node_name
+    assert connect(node, node, issued.token).rc.is_failure  # within MISS_TTL_S
+    now = time.monotonic()
+    monkeypatch.setattr(broker.access, "clock", lambda: now + access_mod.MISS_TTL_S + 1)
+    assert connect(node, node, issued.token).rc == 0
+
+
+def test_a_device_this_station_registers_is_known_at_once_despite_a_miss(broker, registry, connect):
+    assert connect("esp32_dht11_001", "esp32_dht11_001", "x").rc.is_failure
+    issued = registry.register_device()
+    broker.device_registered(issued.device, issued.token)
+    node = issued.device.node_name
+    assert connect(node, node, issued.token).rc == 0
