@@ -49,7 +49,7 @@ def flood(port: int, creds: tuple[str, str], topic: str, count: int, size: int =
 def test_a_subscriber_that_stops_reading_costs_qos0_messages_not_memory(broker, connect, caplog):
     creds = broker.station_credentials()
     slow = raw_client(broker.port, "never-reads", creds, rcvbuf=4096)
-    slow.sendall(mp.subscribe(1, "flood/#", 0))
+    slow.sendall(mp.subscribe(("flood/#", 0)))
     time.sleep(0.3)
     watcher = connect("watcher", *creds)
     assert watcher.subscribe("other/topic") == [1]
@@ -74,7 +74,7 @@ def test_an_offline_sessions_queue_is_capped(broker, connect, caplog):
     persistent.sendall(mp.connect("away", *creds, clean=False))
     persistent.settimeout(5)
     assert persistent.recv(4)[:2] == b"\x20\x02"
-    persistent.sendall(mp.subscribe(1, "q/#", 1))
+    persistent.sendall(mp.subscribe(("q/#", 1)))
     wait_for(lambda: persistent.recv(5)[:1] == b"\x90", 5)  # SUBACK
     persistent.close()
     wait_for(lambda: "away" not in broker.hub.live, 5)
@@ -100,7 +100,7 @@ def test_stopping_during_a_flood_is_clean(registry, caplog):
     b.start()
     creds = b.station_credentials()
     reader = raw_client(b.port, "reader", creds)
-    reader.sendall(mp.subscribe(1, "flood/#", 1))
+    reader.sendall(mp.subscribe(("flood/#", 1)))
     stop = threading.Event()
 
     def drain() -> None:

@@ -19,68 +19,32 @@ import time
 
 import psutil
 import pytest
+from mqtt_packets import (
+    CONNACK,
+    CONNECT,
+    DISCONNECT,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBLISH,
+    PUBREL,
+    SUBACK,
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    packet,
+    remaining_length,
+    string,
+)
+from mqtt_packets import connect as connect_packet
+from mqtt_packets import publish as publish_packet
+from mqtt_packets import subscribe as subscribe_packet
 from support import wait_for
 
 from broker import EmbeddedBroker
 from station.settings import BrokerSettings
 
-CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
-SUBSCRIBE, SUBACK, UNSUBSCRIBE, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 12, 13, 14
 CONNECT_TIMEOUT_S = 1.0
 CLOSE_WITHIN_S = 2.0
-
-# -- encoding (MQTT 3.1.1 sections 1.5 and 2) -----------------------------------------
-
-
-def remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def string(s: str | bytes) -> bytes:
-    raw = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(raw)) + raw
-
-
-def packet(first_byte: int, body: bytes) -> bytes:
-    return bytes([first_byte]) + remaining_length(len(body)) + body
-
-
-def connect_packet(
-    client_id: str | bytes,
-    username: str | bytes | None = None,
-    password: str | None = None,
-    *,
-    will: tuple[str | bytes, bytes] | None = None,
-    flags: int = 0x02,
-    keepalive: int = 30,
-) -> bytes:
-    flags |= (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    payload = string(client_id)
-    if will is not None:
-        flags |= 0x04 | 0x08 | 0x20  # will, QoS 1, retained
-        payload += string(will[0]) + string(will[1])
-    if username is not None:
-        payload += string(username)
-    if password is not None:
-        payload += string(password)
-    header = string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
-    return packet(CONNECT << 4, header + payload)
-
-
-def publish_packet(topic: str | bytes, payload: bytes, qos: int = 0, retain: bool = False) -> bytes:
-    body = string(topic) + (struct.pack("!H", 1) if qos else b"") + payload
-    return packet((PUBLISH << 4) | (qos << 1) | int(retain), body)
-
-
-def subscribe_packet(*filters: tuple[str | bytes, int], flags: int = 0x02) -> bytes:
-    body = struct.pack("!H", 1) + b"".join(string(f) + bytes([q]) for f, q in filters)
-    return packet((SUBSCRIBE << 4) | flags, body)
-
 
 # -- a raw client ----------------------------------------------------------------------
 

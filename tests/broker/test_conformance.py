@@ -3,7 +3,7 @@
 Each test is named after the clause it checks and talks to the broker over a raw
 socket, so the exact bytes the broker sends (QoS and retain bits, CONNACK return
 codes, the close of the connection) are what is asserted, not a client library's
-reading of them. Packets are encoded here from the standard's section 3.
+reading of them. Packets are encoded from the standard's section 3 (tests/mqtt_packets.py).
 
 Run once by hand against Mosquitto 2.0.11 (not part of `make test`, which does not
 install it), every test agreed except where the station chooses differently: MQTT 5
@@ -19,66 +19,21 @@ import struct
 import time
 
 import pytest
-
-CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL = 1, 2, 3, 4, 5, 6
-SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 12, 13, 14
-
-# -- encoding (MQTT 3.1.1 sections 1.5 and 2) ----------------------------------------
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _string(s: str | bytes) -> bytes:
-    raw = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(raw)) + raw
-
-
-def packet(first_byte: int, body: bytes) -> bytes:
-    return bytes([first_byte]) + _remaining_length(len(body)) + body
-
-
-def connect_packet(
-    client_id: str,
-    username: str | None = None,
-    password: str | None = None,
-    *,
-    clean: bool = True,
-    keepalive: int = 30,
-    proto_name: str = "MQTT",
-    proto_level: int = 4,
-    properties: bytes | None = None,
-) -> bytes:
-    flags = (0x02 if clean else 0) | (0x80 if username is not None else 0)
-    flags |= 0x40 if password is not None else 0
-    body = _string(proto_name) + bytes([proto_level, flags]) + struct.pack("!H", keepalive)
-    if properties is not None:  # MQTT 5 only: properties follow the keep-alive
-        body += _remaining_length(len(properties)) + properties
-    body += _string(client_id)
-    if username is not None:
-        body += _string(username)
-    if password is not None:
-        body += _string(password)
-    return packet(CONNECT << 4, body)
-
-
-def publish_packet(
-    topic: str, payload: bytes, qos: int = 0, *, retain: bool = False, packet_id: int = 1
-) -> bytes:
-    body = _string(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
-    return packet((PUBLISH << 4) | (qos << 1) | int(retain), body)
-
-
-def subscribe_packet(packet_id: int, *filters: tuple[str, int]) -> bytes:
-    body = struct.pack("!H", packet_id) + b"".join(_string(f) + bytes([q]) for f, q in filters)
-    return packet((SUBSCRIBE << 4) | 0x02, body)
-
+from mqtt_packets import (
+    CONNACK,
+    DISCONNECT,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBACK,
+    packet,
+)
+from mqtt_packets import connect as connect_packet
+from mqtt_packets import publish as publish_packet
+from mqtt_packets import subscribe as subscribe_packet
 
 # -- a raw client ---------------------------------------------------------------------
 
@@ -173,7 +128,7 @@ def raw(broker):
 
 
 def subscribe(r: Raw, topic_filter: str, qos: int, packet_id: int = 1) -> int:
-    r.send(subscribe_packet(packet_id, (topic_filter, qos)))
+    r.send(subscribe_packet((topic_filter, qos), packet_id=packet_id))
     _, body = r.expect(SUBACK)
     assert body[:2] == struct.pack("!H", packet_id)
     return body[2]
