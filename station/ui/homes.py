@@ -11,6 +11,7 @@ warning, never a refusal: an installer may set a home up before its broker is th
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 
@@ -45,19 +46,6 @@ log = logging.getLogger(__name__)
 URL_PLACEHOLDER = "mqtt://USER:PASSWORD@host:1883  or  mqtts://USER:PASSWORD@host:8883"
 ERROR_STYLE = "color: #b3261e"
 NOTE_STYLE = "color: #555"
-
-
-def not_here(home: Home) -> str | None:
-    """Why the single-device wizard cannot provision this home (its own broker), or
-    None. The Provision tab provisions such a home through its broker."""
-    if not home.broker_url:
-        return None
-    return (
-        f"{home.name}'s devices report to its own broker ({home.broker_url}). The "
-        "single-device wizard provisions to this station's broker only; provision this "
-        "home from the Provision tab (Scan, then Provision all, or type a device network "
-        "and Add), which creates the devices' logins on that broker and follows them there."
-    )
 
 
 class HomeDialog(QDialog):
@@ -187,7 +175,7 @@ class HomeDialog(QDialog):
 
     def _refuse(self, text: str, field: QWidget | None = None) -> None:
         """Say what is wrong, in the dialog; every field keeps what was typed."""
-        self.error.setText(text)
+        self.error.setText(_masked(text, self.broker_url.text()))
         self.error.show()
         if field is not None:
             field.setFocus()
@@ -265,6 +253,17 @@ class HomeDialog(QDialog):
         if new_url:
             log.info("home %s: devices report to %s", self.home.name, new_url)
         self.accept()
+
+
+_LOGIN = re.compile(r"([^:/@\s]+):([^@/\s]+)@")
+
+
+def _masked(text: str, typed: str) -> str:
+    """`text` without the password of any USER:PASSWORD@ in `typed` (a message may quote
+    a URL it could not parse, login and all)."""
+    for user, password in _LOGIN.findall(typed):
+        text = text.replace(f"{user}:{password}@", f"{user}:***@")
+    return text
 
 
 @dataclass(frozen=True)

@@ -136,12 +136,6 @@ class MainWindow(QMainWindow):
         if selected is None:
             QMessageBox.information(self, "Single device", "Add or select a home first.")
             return
-        from station.ui.homes import not_here
-
-        refusal = not_here(selected[0])
-        if refusal is not None:
-            QMessageBox.information(self, "Single device", refusal)
-            return
         wizard = ProvisionWizard(self.runtime, *selected, parent=self)
         wizard.goToDevices.connect(lambda: self.tabs.setCurrentWidget(self.devices_tab))
         wizard.open()

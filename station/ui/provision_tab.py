@@ -41,7 +41,13 @@ from station.ui.provision_model import (
     overall_progress,
     remaining_seconds,
 )
-from station.ui.worker import ConfirmBridge, JobRow, QueueWorker, confirm_bridge
+from station.ui.worker import (
+    ConfirmBridge,
+    JobRow,
+    QueueWorker,
+    broker_route,
+    confirm_bridge,
+)
 from station.wifi.manual import Instruction
 
 log = logging.getLogger(__name__)
@@ -237,10 +243,7 @@ class ProvisionTab(QWidget):
         """Worker thread, at the start of a run: the embedded broker, or the home's own
         broker through its follower (checked now; StationError if it cannot take
         devices, and nothing is touched)."""
-        rt = self.runtime
-        if not home.broker_url:
-            return Route(rt.broker, *rt.broker_address())
-        return rt.follow_external_brokers().route(home)
+        return broker_route(self.runtime, home)
 
     def _load(self) -> None:
         w = self._worker()

@@ -36,7 +36,7 @@ from station.provisioning import Progress, SetupTarget, is_setup_ap
 from station.registry import Home
 from station.runtime import StationRuntime
 from station.sim.air import Air
-from station.ui.worker import ConfirmBridge, DeviceWorker, confirm_bridge
+from station.ui.worker import ConfirmBridge, DeviceWorker, broker_route, confirm_bridge
 from station.wifi.manual import CHECK_ACTION, CONNECT_ACTION, Instruction
 
 log = logging.getLogger(__name__)
@@ -376,7 +376,9 @@ class ProvisionWizard(QWizard):
             self.prepare_page.say(f"Provisioning is not available: {exc}", error=True)
             self.prepare_page.set_waiting(True)
             return
-        w = DeviceWorker(station, self.bridge)  # no parent: may outlive the wizard
+        # No parent: it may outlive the wizard. A home with its own broker is provisioned
+        # through it (checked before the device is registered).
+        w = DeviceWorker(station, self.bridge, route=lambda h: broker_route(runtime, h))
         w.progress.connect(self._on_progress)
         w.scanned.connect(self._on_scanned)
         w.prepared.connect(self._on_prepared)

@@ -50,6 +50,20 @@ from station.wifi.radio import radio_of
 log = logging.getLogger(__name__)
 
 
+def broker_route(runtime: Any, home: Home) -> Route:
+    """Worker threads, before a device is registered: where `home`'s devices report.
+    The embedded broker, or the home's own broker through its follower
+    (station.followers), checked now: StationError when it cannot take devices."""
+    if not home.broker_url:
+        return Route(runtime.broker, *runtime.broker_address())
+    return runtime.follow_external_brokers().route(home)
+
+
+def use_route(station: Station, route: Route) -> None:
+    station.broker, station.broker_host, station.broker_port = route.broker, route.host, route.port
+    station.broker_ca = route.ca
+
+
 def _pool() -> QThreadPool:
     pool = QThreadPool()
     pool.setMaxThreadCount(1)
@@ -388,9 +402,7 @@ class QueueWorker(_Relay):
                 f"another broker than {home.name}'s: select that home and provision them, "
                 "or skip them, first"
             )
-        s = self.station
-        s.broker, s.broker_host, s.broker_port = route.broker, route.host, route.port
-        s.broker_ca = route.ca
+        use_route(self.station, route)
 
     # -- controls (GUI thread; the queue's own controls are thread-safe) -----------------
 
@@ -456,11 +468,18 @@ class DeviceWorker(_Relay):
     busyChanged = Signal(bool)
 
     def __init__(
-        self, station: Station, bridge: ConfirmBridge | None = None, parent: QObject | None = None
+        self,
+        station: Station,
+        bridge: ConfirmBridge | None = None,
+        parent: QObject | None = None,
+        *,
+        route: Callable[[Home], Route] | None = None,
     ) -> None:
+        """`route(home)`: as QueueWorker's, called in the worker before step 1."""
         super().__init__(parent)
         self.station = station
         self.bridge = bridge
+        self.route = route
         self.cancel_event = threading.Event()
         self.provisioner = Provisioner(
             station, lambda p: self._emit("progress", p), self.cancel_event
@@ -483,7 +502,7 @@ class DeviceWorker(_Relay):
                 fn()
             except Cancelled:
                 log.info("single-device provisioning cancelled")
-            except ProvisioningError as exc:
+            except StationError as exc:  # a step failed, the home's broker cannot take it
                 self._emit("failed", str(exc))
             except Exception as exc:
                 log.exception("single-device provisioning failed")
@@ -523,6 +542,8 @@ class DeviceWorker(_Relay):
         """Step 1 (20 -> 40 %)."""
 
         def body() -> None:
+            if self.route is not None and home is not None:
+                use_route(self.station, self.route(home))  # StationError: not touched
             self.ticket = self.provisioner.prepare(target, home, name)
             self._emit("prepared", self.ticket.pid, self.ticket.device.node_name)
 

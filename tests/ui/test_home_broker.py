@@ -457,3 +457,29 @@ def test_an_unreachable_home_broker_is_a_warning_shown_and_retried(gui_env, tmp_
     assert s.seen["registered"] == [] and s.seen["targets"] == DEVICES
     assert s.seen["state_after"] == f"Broker {stored_url}: following its devices"
     assert ADMIN[1] not in check.text + s.seen["refused"] + s.seen["state"]
+
+
+def test_the_single_device_wizard_provisions_through_the_homes_broker(qtbot, demo_runtime, mosq):
+    from PySide6.QtWidgets import QWizard
+
+    from station.broker_target import parse
+    from station.ui.wizard import COMPLETE, CONFIGURE, ProvisionWizard
+
+    rt = demo_runtime
+    target = parse(f"mqtt://127.0.0.1:{mosq.port}")
+    rt.secrets.set_broker_login(target.key, *ADMIN)
+    home = rt.registry.edit_home(rt.registry.homes()[0], broker_url=target.url)
+    wizard = ProvisionWizard(rt, home, rt.secrets.home_password(home.id))
+    qtbot.addWidget(wizard)
+    wizard.show()
+    prepare = wizard.prepare_page
+    qtbot.waitUntil(lambda: prepare.target.count() == 3, timeout=20_000)
+    wizard.button(QWizard.WizardButton.NextButton).click()
+    qtbot.waitUntil(lambda: wizard.currentId() == CONFIGURE, timeout=60_000)
+    wizard.button(QWizard.WizardButton.NextButton).click()
+    qtbot.waitUntil(lambda: wizard.currentId() == COMPLETE, timeout=60_000)
+    [device] = rt.registry.devices()
+    assert device.is_provisioned and device.home.id == home.id
+    assert f"as {device.node_name} " in mosq.log_path.read_text()  # Mosquitto's client
+    assert rt.broker.clients_connected == 0
+    wizard.close()
