@@ -27,6 +27,9 @@ SOURCE_ONLY = ("boot.py", "main.py")  # run by name at reset: must stay .py
 BOARDS = ("esp32", "host")
 DEFAULT_PASSPHRASE = "12345678"
 _PASSPHRASE_LINE = re.compile(r'^AP_PASSPHRASE = ".*"$', re.MULTILINE)
+_VERSION_LINE = re.compile(r'^FIRMWARE = ".*"$', re.MULTILINE)
+# A firmware version as devices report it in `info`: dotted numbers, an optional tag.
+_VERSION = re.compile(r"\d{1,4}(\.\d{1,4}){1,3}([-+][0-9A-Za-z.]{1,20})?")
 
 
 class FirmwareError(StationError):
@@ -62,15 +65,35 @@ def check_passphrase(passphrase: str) -> None:
         raise FirmwareError('the AP passphrase must not contain " or \\')
 
 
+def check_version(version: str) -> None:
+    if not _VERSION.fullmatch(version):
+        raise FirmwareError(
+            f"firmware version {version!r}: use dotted numbers such as 1.1.0 (a tag such "
+            "as 1.1.0-rc1 may follow)"
+        )
+
+
+def source_version(src: Path = FIRMWARE_DIR) -> str:
+    """The version the firmware sources say (factory.FIRMWARE)."""
+    found = re.search(r'^FIRMWARE = "(.*)"$', (src / "factory.py").read_text(), re.MULTILINE)
+    if found is None:
+        raise FirmwareError("factory.py has no FIRMWARE line")
+    return found.group(1)
+
+
 def build(
     out: Path,
     *,
     board: str = "esp32",
     ap_passphrase: str = DEFAULT_PASSPHRASE,
     src: Path = FIRMWARE_DIR,
+    version: str | None = None,
 ) -> Build:
-    """Compile the firmware into `out` (emptied first) and return what was written."""
+    """Compile the firmware into `out` (emptied first) and return what was written.
+    `version`: the version the built firmware reports (default: the sources')."""
     check_passphrase(ap_passphrase)
+    if version is not None:
+        check_version(version)
     files = source_files(board, src)
     out = Path(out)
     if out.exists():
@@ -80,11 +103,17 @@ def build(
     with tempfile.TemporaryDirectory(prefix="fw-src-") as tmp:
         for rel in files:
             source = src / rel
-            if rel == Path("factory.py") and ap_passphrase != DEFAULT_PASSPHRASE:
+            if rel == Path("factory.py") and (
+                ap_passphrase != DEFAULT_PASSPHRASE or version is not None
+            ):
                 text = source.read_text(encoding="utf-8")
                 text, n = _PASSPHRASE_LINE.subn(f'AP_PASSPHRASE = "{ap_passphrase}"', text)
                 if n != 1:
                     raise FirmwareError("factory.py has no AP_PASSPHRASE line to set")
+                if version is not None:
+                    text, n = _VERSION_LINE.subn(f'FIRMWARE = "{version}"', text)
+                    if n != 1:
+                        raise FirmwareError("factory.py has no FIRMWARE line to set")
                 source = Path(tmp) / "factory.py"
                 source.write_text(text, encoding="utf-8")
             if rel.as_posix() in SOURCE_ONLY:
