@@ -5,15 +5,14 @@ lets a device check every byte before it switches to it.
     bundle.manifest["files"]     # [{"path": "app.mpy", "size": 4012, "sha256": "…"}, …]
     bundle.manifest["sha256"]    # the manifest's own hash (see below)
 
-manifest.json (format 1):
+manifest.json (format 1), canonical JSON (sorted keys, no spaces, UTF-8):
 
-    {"format": 1, "version": "1.1.0",
-     "files": [{"path": …, "size": …, "sha256": …}, …],   sorted by path
-     "sha256": …}
+    {"files": [{"path": …, "sha256": …, "size": …}, …], "format": 1, "version": "1.1.0"}
 
-`sha256` is the SHA-256 of the manifest without that key, encoded as canonical JSON
-(sorted keys, no spaces, UTF-8), so the station can tell a device which manifest to
-expect and the device can check the one it downloaded before trusting its file hashes.
+The manifest's own hash is the SHA-256 of that file's bytes, kept beside it as
+manifest.sha256 and sent in the update command: a device hashes the manifest as it
+downloads it (MicroPython's hashlib, no JSON re-encoding on the device) and trusts its
+file hashes only if that matches.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from station.sim import firmware
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+DIGEST = "manifest.sha256"
 
 
 class BundleError(StationError):
@@ -47,6 +47,7 @@ class Bundle:
 
     @property
     def digest(self) -> str:
+        """The SHA-256 of manifest.json's bytes."""
         return str(self.manifest["sha256"])
 
     @property
@@ -91,8 +92,9 @@ def make_bundle(
         "version": version,
         "files": [_file_entry(root, rel) for rel in files],
     }
-    manifest["sha256"] = manifest_digest(manifest)
     (root / MANIFEST).write_bytes(canonical(manifest))
+    manifest["sha256"] = manifest_digest(manifest)
+    (root / DIGEST).write_text(manifest["sha256"] + "\n", encoding="ascii")
     return Bundle(root, manifest)
 
 
@@ -100,15 +102,21 @@ def load_bundle(root: Path) -> Bundle:
     """A bundle on disk, checked against its manifest (BundleError says what differs)."""
     root = Path(root)
     try:
-        manifest = json.loads((root / MANIFEST).read_bytes())
-    except FileNotFoundError:
-        raise BundleError(f"{root}: no {MANIFEST}: not a firmware bundle") from None
+        raw = (root / MANIFEST).read_bytes()
+        expected = (root / DIGEST).read_text(encoding="ascii").strip()
+    except FileNotFoundError as exc:
+        raise BundleError(
+            f"{root}: no {Path(str(exc.filename)).name}: not a firmware bundle"
+        ) from None
+    try:
+        manifest = json.loads(raw)
     except ValueError as exc:
         raise BundleError(f"{root / MANIFEST}: not JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{root / MANIFEST}: not a format-{FORMAT} manifest")
-    if manifest.get("sha256") != manifest_digest(manifest):
-        raise BundleError(f"{root / MANIFEST}: its sha256 does not match its content")
+    if hashlib.sha256(raw).hexdigest() != expected:
+        raise BundleError(f"{root / MANIFEST}: its sha256 does not match {DIGEST}")
+    manifest["sha256"] = expected
     for entry in manifest.get("files", []):
         rel = Path(entry["path"])
         if rel.is_absolute() or ".." in rel.parts:

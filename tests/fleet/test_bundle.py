@@ -35,10 +35,12 @@ def test_the_manifest_lists_every_built_file_with_its_size_and_hash(bundle):
         assert entry["size"] == len(data)
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
     assert [f["path"] for f in bundle.manifest["files"]] == sorted(files)
-    on_disk = json.loads((bundle.root / MANIFEST).read_bytes())
-    assert on_disk == bundle.manifest
-    without = {k: v for k, v in on_disk.items() if k != "sha256"}
-    assert on_disk["sha256"] == hashlib.sha256(canonical(without)).hexdigest()
+    raw = (bundle.root / MANIFEST).read_bytes()
+    assert json.loads(raw) == {k: v for k, v in bundle.manifest.items() if k != "sha256"}
+    assert raw == canonical(json.loads(raw))  # canonical: what the digest is taken over
+    # The manifest's own hash: of the file's bytes, as a device hashes what it downloads.
+    assert bundle.digest == hashlib.sha256(raw).hexdigest()
+    assert (bundle.root / "manifest.sha256").read_text().strip() == bundle.digest
 
 
 def test_the_built_firmware_reports_the_bundles_version(bundle):
@@ -62,8 +64,8 @@ def test_load_finds_a_changed_file_and_a_changed_manifest(bundle, tmp_path):
     with pytest.raises(BundleError, match="sha256 does not match"):
         load_bundle(copy)
     manifest["files"][0]["path"] = "../outside"
-    manifest["sha256"] = manifest_digest(manifest)
     (copy / MANIFEST).write_bytes(canonical(manifest))
+    (copy / "manifest.sha256").write_text(manifest_digest(manifest))
     with pytest.raises(BundleError, match="leaves the bundle"):
         load_bundle(copy)
 
@@ -78,7 +80,8 @@ def test_the_server_serves_the_manifest_and_files_and_nothing_else(bundle):
     with BundleServer(bundle) as server:
         manifest = requests.get(server.url_of(), timeout=5)
         assert manifest.status_code == 200
-        assert json.loads(manifest.content) == bundle.manifest
+        assert manifest.content == (bundle.root / MANIFEST).read_bytes()
+        assert hashlib.sha256(manifest.content).hexdigest() == bundle.digest
         app = requests.get(server.url_of("app.mpy"), timeout=5)
         assert app.content == (bundle.root / "app.mpy").read_bytes()
         host, port = server.address
