@@ -204,6 +204,7 @@ class StationBroker(Broker):
     ) -> None:
         super().__init__(config, loop=loop)
         self.hub = hub
+        self.refused_full = 0  # connections closed at once: max_connections reached
         self._subscriptions = SubscriptionIndex()
         self._broadcast_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(BROADCAST_QUEUE)
         # QoS 1/2 deliveries in flight (amqtt kept them in a deque it only trimmed
@@ -285,6 +286,26 @@ class StationBroker(Broker):
         if packet is not None and packet.retain_flag:
             await self.retain_message(client_session, topic, app_message.data, app_message.qos)
         return True
+
+    async def _client_connected(self, listener_name: str, reader: Any, writer: Any) -> None:
+        """amqtt's, but a connection past `max_connections` is closed at once, as
+        Mosquitto does ("max_connections exceeded"), instead of waiting unread for a
+        free slot (its client only sees a CONNECT that is never answered)."""
+        server = self._servers.get(listener_name)
+        semaphore = getattr(server, "semaphore", None)
+        if semaphore is not None and semaphore.locked():
+            self.refused_full += 1
+            if self.refused_full == 1 or self.refused_full % 1000 == 0:
+                log.warning(
+                    "connection from %s refused: %d connections, max_connections reached "
+                    "(%d refused so far)",
+                    writer.get_peer_info(),
+                    server.max_connections,
+                    self.refused_full,
+                )
+            await writer.close()
+            return
+        await super()._client_connected(listener_name, reader, writer)
 
     async def _initialize_client_session(self, *args: Any, **kwargs: Any) -> Any:
         """amqtt's, then the session's incoming queue becomes a BackpressureQueue.
