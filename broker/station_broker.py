@@ -59,6 +59,7 @@ tests/broker cover the behaviour these overrides must keep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 from collections import deque
@@ -305,7 +306,15 @@ class StationBroker(Broker):
                 )
             await writer.close()
             return
-        await super()._client_connected(listener_name, reader, writer)
+        try:
+            await super()._client_connected(listener_name, reader, writer)
+        except asyncio.CancelledError:
+            # The broker is stopping. Python 3.11's StreamReaderProtocol calls
+            # task.exception() on this connection's task when it ends, which raises
+            # for a cancelled task and logs a traceback per open connection (3.12
+            # checks task.cancelled() first): end the task normally instead.
+            with contextlib.suppress(Exception):
+                await writer.close()
 
     async def _initialize_client_session(self, *args: Any, **kwargs: Any) -> Any:
         """amqtt's, then the session's incoming queue becomes a BackpressureQueue.

@@ -711,3 +711,21 @@ def _connects(port: int, login: tuple[str, str]) -> bool:
         return r.expect(CONNACK)[1] == 0
     except (ConnectionError, OSError):
         return False
+
+
+def test_stopping_with_a_half_sent_connect_and_an_idle_socket_logs_no_traceback(
+    broker, raw, caplog
+):
+    """Stopping the broker cancels the connections still in their CONNECT. Python
+    3.11's asyncio logged "Exception in callback …" with a CancelledError traceback for
+    each (it asks a cancelled task for its exception)."""
+    user, token = broker.station_credentials()
+    half = raw()
+    half.send(connect_packet("half", user, token)[:10])
+    raw()  # connected, nothing sent
+    time.sleep(0.3)  # both are in the broker's CONNECT read
+    started = time.monotonic()
+    broker.stop()
+    assert time.monotonic() - started < 5
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert half.closed_within(CLOSE_WITHIN_S)
