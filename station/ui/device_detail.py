@@ -121,6 +121,7 @@ class DetailData:
     device: Any  # registry Device
     readings: list[tuple[float, float | None, float | None]]
     events: list[tuple[dt.datetime, str, str]]
+    broker: str | None = None  # its home's own broker (None: this station's)
 
 
 def _ask(parent: QWidget, title: str, text: str) -> bool:
@@ -150,6 +151,7 @@ class DeviceDetail(QWidget):
         self._node: str | None = None
         self._row: DeviceRow | None = None
         self._device: Any = None
+        self._broker: str | None = None  # the device's home's own broker, once loaded
         self._generation = 0
         self._events_loading = False
         self._events_dirty = False
@@ -270,6 +272,7 @@ class DeviceDetail(QWidget):
         self._row = row
         self._node = row.node_name if row else None
         self._device = None
+        self._broker = None
         self.events.clear()
         self.status.clear()
         if row is None:
@@ -298,12 +301,15 @@ class DeviceDetail(QWidget):
             for r in reg.readings(device, since)
         ]
         events = [(e.ts, e.kind, e.message) for e in reg.events(device, limit=EVENT_LIMIT)]
-        return DetailData(device, readings, events)
+        home = device.home
+        return DetailData(device, readings, events, home.broker_url if home else None)
 
     def _loaded(self, gen: int, data: DetailData) -> None:
         if gen != self._generation:
             return  # the user has moved on to another device
         self._device = data.device
+        self._broker = data.broker
+        self._show_facts()
         self.chart.set_points(data.readings)
         self._set_events(data.events)
         self._update_buttons()
@@ -337,7 +343,10 @@ class DeviceDetail(QWidget):
         ]
         if row.error:
             parts.append(f"Sensor error: {row.error}")
-        self.facts.setText("   ·   ".join(parts))
+        text = "   ·   ".join(parts)
+        if self._broker:
+            text += f"\nReports to its home's own broker: {self._broker}"
+        self.facts.setText(text)
 
     def _update_buttons(self) -> None:
         ready = self._device is not None

@@ -62,7 +62,7 @@ class HomeDialog(QDialog):
         self.home = home
         self.broker_changed = False  # after save: the home's broker URL changed
         self.setWindowTitle("Edit home" if home else "Add home")
-        self.setMinimumWidth(560)
+        self.setMinimumWidth(620)
         self.name = QLineEdit(home.name if home else "")
         self.name.setPlaceholderText("e.g. Smith, 12 Oak Street")
         self.ssid = QLineEdit(home.wifi_ssid if home else "")

@@ -167,7 +167,7 @@ class MainWindow(QMainWindow):
         self.backend_label.setToolTip(rt.wifi_reason)
         s = rt.settings.broker
         self.broker_label.setText(
-            f"Broker: {s.bind_host}:{rt.broker.port}, {rt.broker.clients_connected} clients"
+            f"Station broker: {s.bind_host}:{rt.broker.port}, {rt.broker.clients_connected} clients"
         )
         self._refresh_followers()
 
