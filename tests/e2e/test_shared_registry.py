@@ -41,7 +41,11 @@ def test_two_stations_provision_into_one_postgresql_registry_and_one_mosquitto(t
     with Mosquitto(tmp_path / "mosquitto", dynsec_admin=ADMIN) as mosq:
         url = f"mqtt://{ADMIN[0]}:{ADMIN[1]}@127.0.0.1:{mosq.port}"
         batch = ("--db", pg_url, "provision", "--demo", "3", "--broker", url)
-        procs = {name: start_station(tmp_path, name, *batch) for name in ("laptop-a", "laptop-b")}
+        homes = {"laptop-a": "Smith", "laptop-b": "Jones"}  # two installers, two homes
+        procs = {
+            name: start_station(tmp_path, name, *batch, "--home", home)
+            for name, home in homes.items()
+        }
         out = {name: p.communicate(timeout=240) for name, p in procs.items()}
         for name, p in procs.items():
             stdout, stderr = out[name]
@@ -53,20 +57,25 @@ def test_two_stations_provision_into_one_postgresql_registry_and_one_mosquitto(t
         db = connect(pg_url)
         try:
             devices = db.execute_sql(
-                "SELECT node_name, chip_id, is_provisioned FROM device ORDER BY node_name"
+                "SELECT node_name, chip_id, is_provisioned, topic_prefix FROM device "
+                "ORDER BY node_name"
             ).fetchall()
             jobs = db.execute_sql(
                 "SELECT d.node_name, j.station, j.status FROM provisioning_job j "
                 "JOIN device d ON d.id = j.device_id"
             ).fetchall()
-            homes = db.execute_sql("SELECT name FROM home").fetchall()
+            home_of = dict(
+                db.execute_sql(
+                    "SELECT d.node_name, h.name FROM device d JOIN home h ON h.id = d.home_id"
+                ).fetchall()
+            )
         finally:
             db.close()
-        # Six devices, six names from one counter, six chips (each station's own demo).
+        # Six devices: six names and six topic prefixes from one counter, six chips
+        # (each station's demo has chips of its own).
         assert [d[0] for d in devices] == [f"esp32_dht11_00{n}" for n in range(1, 7)]
+        assert len({d[3] for d in devices}) == 6
         assert len({d[1] for d in devices}) == 6 and all(d[2] for d in devices)
-        # One home, added by whichever station came first and found by the other.
-        assert homes == [("Demo home",)]
         # Each station ran and completed exactly its own three jobs.
         by_station: dict[str, list[str]] = {}
         for node, station, status in jobs:
@@ -74,10 +83,19 @@ def test_two_stations_provision_into_one_postgresql_registry_and_one_mosquitto(t
             by_station.setdefault(station, []).append(node)
         assert sorted(by_station) == ["laptop-a", "laptop-b"]
         assert [len(nodes) for nodes in by_station.values()] == [3, 3]
-        # What each station printed is its own devices.
+        # What each station printed is its own devices, in its own home.
         for name, nodes in by_station.items():
             for node in nodes:
                 assert node in out[name][0], (name, node)
+                assert home_of[node] == homes[name]
+
+        # Each station's device table shows the other's devices too.
+        for name in homes:
+            listed = start_station(tmp_path, name, "--db", pg_url, "devices", "--json")
+            stdout, stderr = listed.communicate(timeout=60)
+            assert listed.returncode == 0, stderr
+            docs = [json.loads(line) for line in stdout.splitlines()]
+            assert sorted(d["node_name"] for d in docs) == [d[0] for d in devices]
 
         # Every device logged in to the shared Mosquitto with its own login.
         log = mosq.log_path.read_text()
