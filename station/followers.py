@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from station import broker_target, external_broker
 from station.broker_target import BrokerTarget
+from station.dynsec import DynSecError
 from station.errors import StationError
 from station.external_broker import ExternalBroker
 from station.registry import Device, Home, Registry
@@ -178,10 +179,26 @@ class _Slot:
         self._stop.set()
         self._kick.set()
 
-    def _set(self, state: str, message: str, next_try: float | None = None) -> None:
+    def _set(
+        self,
+        state: str,
+        message: str,
+        next_try: float | None = None,
+        *,
+        attempted: bool = False,
+        ext: ExternalBroker | None = None,
+    ) -> None:
+        """The new state, at once with the attempt that led to it (and the follower it
+        started), so a waiter never sees an attempt counted with the state before it."""
         with self.owner._cond:
             changed = (state, message) != (self.state, self.message)
             self.state, self.message, self.next_try = state, message, next_try
+            if attempted:
+                self.attempts += 1
+            if ext is not None:
+                for listener in self.owner._listeners:
+                    ext.add_listener(listener)
+                self.ext = ext
             self.owner._cond.notify_all()
         if changed:
             if state == UNREACHABLE:
@@ -220,16 +237,13 @@ class _Slot:
                 reading_min_interval_s=self.owner.reading_min_interval_s,
             )
         except StationError as exc:
-            with self.owner._lock:
-                self.attempts += 1
-            self._set(UNREACHABLE, str(exc), time.monotonic() + self.owner.retry_s)
+            retry_at = time.monotonic() + self.owner.retry_s
+            self._set(UNREACHABLE, str(exc), retry_at, attempted=True)
             return False
         except Exception as exc:  # never let the thread die: say it, retry
             log.exception("home broker %s: could not start its follower", self.url)
-            with self.owner._lock:
-                self.attempts += 1
             retry_at = time.monotonic() + self.owner.retry_s
-            self._set(UNREACHABLE, str(exc) or type(exc).__name__, retry_at)
+            self._set(UNREACHABLE, str(exc) or type(exc).__name__, retry_at, attempted=True)
             return False
         if ext is None:  # the home went back to the embedded broker meanwhile
             self._stop.set()
@@ -237,18 +251,25 @@ class _Slot:
         if self._stop.is_set():
             self._stop_ext(ext)
             return False
-        with self.owner._lock:
-            self.attempts += 1
-            for listener in self.owner._listeners:
-                ext.add_listener(listener)
-            self.ext = ext
         self._lost_since = None
-        self._set(FOLLOWING, ok_message(self.url))
+        self._set(FOLLOWING, ok_message(self.url), attempted=True, ext=ext)
         return True
+
+    def restart(self) -> None:
+        """Worker threads: stop the running follower now and start a fresh one (its
+        admin connection may be one that no longer gets answers)."""
+        with self.owner._cond:
+            ext, self.ext = self.ext, None
+            self.state, self.message, self.next_try = STARTING, "", None
+            self.owner._cond.notify_all()
+        if ext is not None:
+            self._stop_ext(ext)
+        self.kick()
 
     def _watch(self) -> None:
         ext = self.ext
-        assert ext is not None
+        if ext is None:  # restarted meanwhile (route)
+            return
         if connected(ext):
             if self._lost_since is not None:
                 self._lost_since = None
@@ -267,6 +288,8 @@ class _Slot:
                 now - self._lost_since,
             )
             with self.owner._lock:
+                if self.ext is not ext:
+                    return  # restarted meanwhile
                 self.ext = None
             self._stop_ext(ext)
             self._set(STARTING, "")
@@ -456,23 +479,37 @@ class Followers:
         url = home.broker_url
         if not url:
             raise StationError(f"home {home.name!r} uses this station's embedded broker")
-        state = self.settle(url, timeout)
-        ext = self.follower(url)
-        if state is None or ext is None or not state.ok:
-            why = state.message if state is not None and state.message else "it did not answer"
-            raise StationError(
-                f"home {home.name!r}: its broker {url} cannot take devices now, so nothing "
-                f"was configured: {why}"
-            )
-        try:
-            ext.dynsec.check()
-        except StationError as exc:
-            raise StationError(
-                f"home {home.name!r}: its broker cannot take devices, so nothing was "
-                f"configured: {exc}"
-            ) from None
-        host, port = ext.address
-        return Route(ext, host, port, ext.device_ca)
+        for fresh in (False, True):
+            state = self.settle(url, timeout)
+            ext = self.follower(url)
+            if state is None or ext is None or not state.ok:
+                why = state.message if state is not None and state.message else "no answer"
+                raise StationError(
+                    f"home {home.name!r}: its broker {url} cannot take devices now, so "
+                    f"nothing was configured: {why}"
+                )
+            try:
+                ext.dynsec.check()
+            except DynSecError as exc:
+                if exc.unanswered and not fresh:
+                    # Connected, but its admin connection gets no answers (one that
+                    # reconnected after the broker restarted): once more, afresh.
+                    log.info("home broker %s: no dynamic-security answer; restarting", url)
+                    self._restart(url)
+                    continue
+                raise StationError(
+                    f"home {home.name!r}: its broker cannot take devices, so nothing was "
+                    f"configured: {exc}"
+                ) from None
+            host, port = ext.address
+            return Route(ext, host, port, ext.device_ca)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _restart(self, url: str) -> None:
+        with self._lock:
+            slot = self._slots.get(url)
+        if slot is not None:
+            slot.restart()
 
     def broker_for(self, device: Device, embedded: Any) -> Any:
         """The broker `device` reports to (its home's follower, or `embedded`), for its

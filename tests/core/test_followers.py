@@ -165,9 +165,34 @@ def test_a_broker_not_there_yet_is_a_warning_then_followed_once_it_is(
         assert route.broker is follow.follower(home.broker_url)
 
 
+class KeptMosquitto(Mosquitto):
+    """A Mosquitto whose restart keeps its dynamic-security file (clients and roles), as
+    a real one does; tests/mosquitto.py's starts from a fresh one each time."""
+
+    def _dynsec_lines(self, admin: str, password: str) -> list[str]:
+        config = self.workdir / "dynsec.json"
+        kept = config.read_bytes() if config.exists() else None
+        lines = super()._dynsec_lines(admin, password)
+        if kept is not None:
+            config.write_bytes(kept)
+        return lines
+
+
+@pytest.mark.parametrize(
+    ("lost_s", "keep"),
+    [(1.0, False), (60.0, True)],
+    ids=["forgotten-so-restarted", "kept-so-reconnected"],
+)
 def test_a_broker_that_goes_away_comes_back_and_is_followed_again(
-    registry, store, follow, mosq, monkeypatch
+    registry, store, tmp_path, lost_s, keep
 ):
+    """Restarted with its logins kept, paho reconnects the follower by itself (and a
+    batch finds dynamic security answering: the admin connection is made afresh when
+    its reconnected one gets no answers); restarted without them, the follower is
+    started afresh once its connection stays lost for LOST_S."""
+    follow = Followers(registry, store, reading_min_interval_s=0, retry_s=0.2, lost_s=lost_s)
+    mosq = (KeptMosquitto if keep else Mosquitto)(tmp_path / "m", dynsec_admin=ADMIN).start()
+    request_stop = mosq.stop
     home = _home(registry, store, "Smith", mosq.port)
     follow.start()
     assert follow.check(home).startswith("Broker ")
@@ -179,6 +204,15 @@ def test_a_broker_that_goes_away_comes_back_and_is_followed_again(
     mosq.start()  # the same port and dynamic-security file
     wait_for(lambda: follow.state(home.broker_url).ok, 30)
     assert follow.broker_for(device, embedded=None) is follow.follower(home.broker_url)
+    # A batch may start there again: dynamic security answers (the follower's admin
+    # connection is made afresh if the reconnected one gets no answers).
+    try:
+        route = follow.route(home)
+        assert route.broker is follow.follower(home.broker_url)
+        route.broker.dynsec.check()
+    finally:
+        follow.stop()
+        request_stop()
 
 
 def test_no_admin_login_says_how_to_give_it(registry, store, follow, mosq):
