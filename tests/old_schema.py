@@ -19,6 +19,7 @@ UNDO: dict[int, list[str]] = {
         "ALTER TABLE provisioning_job DROP COLUMN station",
         "ALTER TABLE home DROP COLUMN broker_ca",
     ],
+    7: ["ALTER TABLE device DROP COLUMN location"],
 }
 
 

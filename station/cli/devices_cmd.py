@@ -34,10 +34,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=run, log_level=logging.WARNING)
-    verbs = p.add_subparsers(dest="devices_verb", metavar="{list,remove,command}")
+    verbs = p.add_subparsers(dest="devices_verb", metavar="{list,edit,remove,command}")
     lst = verbs.add_parser("list", help="the device table (the default)")
     lst.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     lst.set_defaults(func=run)
+    ed = verbs.add_parser(
+        "edit",
+        help="set a device's name and its room/location note (for the handover report)",
+        description="Set a device's name and/or where it is installed (at most 100 "
+        "characters each, one line); an empty value clears it.",
+    )
+    ed.add_argument("node", metavar="NODE", help="node name (esp32_dht11_001) or chip id")
+    ed.add_argument("--name", metavar="TEXT", help="the device's name (e.g. 'Kitchen sensor')")
+    ed.add_argument(
+        "--location", metavar="TEXT", help="room/location note (e.g. 'kitchen, above the door')"
+    )
+    ed.set_defaults(func=run_edit)
     rm = verbs.add_parser(
         "remove",
         help="delete a device: its login stops working, Home Assistant forgets it",
@@ -102,6 +114,7 @@ def as_json(dev: Device) -> dict:
     return {
         "node_name": dev.node_name,
         "name": dev.name,
+        "location": dev.location,
         "chip_id": dev.chip_id,
         "topic_prefix": dev.topic_prefix,
         "online": dev.online,
@@ -182,6 +195,26 @@ def run_remove(args: argparse.Namespace) -> int:
     finally:
         if broker is not None and hasattr(broker, "close"):
             broker.close()
+        registry.close()
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    if args.name is None and args.location is None:
+        raise StationError("say what to change: --name TEXT and/or --location TEXT")
+    settings = load_settings(args)
+    if not existing_registry(args, settings):
+        raise StationError(f"no device {args.node!r}: no device is registered yet")
+    registry = open_registry(args, settings)
+    try:
+        device = registry.describe_device(
+            registry.device(args.node), name=args.name, location=args.location
+        )
+        print(
+            f"{device.node_name}: name {device.name or '(none)'!r}, "
+            f"location {device.location or '(none)'!r}"
+        )
+        return 0
+    finally:
         registry.close()
 
 

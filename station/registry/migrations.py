@@ -21,7 +21,7 @@ from station.registry.status import Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # pg_advisory_xact_lock key held while a station creates or upgrades the schema.
 MIGRATION_LOCK = 0x45535033  # "ESP3"
 
@@ -68,6 +68,12 @@ def _tls_and_job_owner(db: peewee.Database, migrator: SchemaMigrator) -> None:
     )
 
 
+def _device_location(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """6 -> 7: Device.location (a room/location note for the handover report), NULL
+    for every existing device (not noted)."""
+    db.execute_sql("ALTER TABLE device ADD COLUMN location VARCHAR(100)")
+
+
 # from-version -> step that upgrades to from-version + 1
 MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     1: _pending_to_registered,
@@ -75,6 +81,7 @@ MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     3: _accounts,
     4: _home_broker,
     5: _tls_and_job_owner,
+    6: _device_location,
 }
 
 

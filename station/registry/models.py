@@ -95,6 +95,9 @@ class Device(BaseModel):
     chip_id = peewee.CharField(null=True, unique=True, max_length=32)
     node_name = peewee.CharField(unique=True, max_length=32)
     name = peewee.CharField(default="", max_length=100)
+    # Where it is installed, in the installer's words ("kitchen, above the fridge"):
+    # for the handover report. NULL: not noted (schema 7).
+    location = peewee.CharField(null=True, max_length=100)
     home = peewee.ForeignKeyField(Home, null=True, backref="devices", on_delete="SET NULL")
     if TYPE_CHECKING:  # what peewee adds at run time, for the type checker
         home_id: int | None

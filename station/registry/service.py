@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import unicodedata
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -399,6 +400,26 @@ class Registry:
     def devices(self) -> list[Device]:
         return list(Device.select().order_by(Device.node_name))
 
+    def describe_device(
+        self, device: Device, *, name: str | None = None, location: str | None = None
+    ) -> Device:
+        """Set a device's name and/or its room/location note (None: unchanged; "": cleared).
+        Each is one line of at most 100 characters without control characters
+        (RegistryError otherwise); returns the device as stored now."""
+        fields: dict[str, Any] = {}
+        if name is not None:
+            fields["name"] = _note("name", name)
+        if location is not None:
+            fields["location"] = _note("location", location) or None
+        if not fields:
+            return device
+        with write_transaction(self.db):
+            if not Device.update(**fields).where(Device.id == device.id).execute():
+                raise RegistryError(f"no device {device.node_name!r} (removed meanwhile?)")
+            changes = ", ".join(f"{k} {v or '(none)'!r}" for k, v in fields.items())
+            self._event(device, "described", f"{device.node_name}: {changes}")
+        return Device.get_by_id(device.id)
+
     def device_for_ap(
         self, ssid: str, bssid: str | None = None, chip_suffix: str | None = None
     ) -> Device | None:
@@ -583,6 +604,27 @@ class Registry:
     def prune_readings(self, older_than_days: int) -> int:
         cutoff = utcnow() - dt.timedelta(days=older_than_days)
         return Reading.delete().where(Reading.ts < cutoff).execute()
+
+
+NOTE_MAX_CHARS = 100  # Device.name and Device.location
+
+
+def _note(what: str, text: str) -> str:
+    """A device's name or location note, checked: stripped, one line, printable."""
+    text = text.strip()
+    if len(text) > NOTE_MAX_CHARS:
+        raise RegistryError(
+            f"the {what} is {len(text)} characters long; at most {NOTE_MAX_CHARS} fit"
+        )
+    # Cc/Cf/Cs/Co/Cn: control, format (bidi overrides), surrogates, private, unassigned;
+    # the zero-width joiner stays (it is part of emoji).
+    bad = next((c for c in text if unicodedata.category(c).startswith("C") and c != "\u200d"), None)
+    if bad is not None:
+        raise RegistryError(
+            f"the {what} contains a control character (U+{ord(bad):04X}); "
+            "use plain text on one line"
+        )
+    return text
 
 
 def _credential_query() -> peewee.ModelSelect[Device]:
