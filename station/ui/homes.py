@@ -278,6 +278,11 @@ class CheckResult:
 
     def notice(self) -> str:
         lines = [] if self.ok else [self.text]
+        if not self.ok and "no admin login" in self.text:
+            lines.append(
+                "In this window: Edit… the home and give the broker URL once with its "
+                "login, USER:PASSWORD@host:port."
+            )
         if self.devices:
             lines.append(
                 f"Its {self.devices} provisioned device(s) report where they were "

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from station.followers import UNREACHABLE
 from station.runtime import StationRuntime
 from station.ui.homes import HomeSelector
 from station.ui.log_panel import LogPanel, QtLogHandler
@@ -182,10 +183,13 @@ class MainWindow(QMainWindow):
         if not states:
             label.hide()
             return
-        down = [st for st in states if not st.ok]
+        down = [st for st in states if st.state == UNREACHABLE]
         if down:
             label.setText(f"Home brokers: {len(down)} of {len(states)} not reachable")
             label.setStyleSheet("color: #b3261e")
+        elif not all(st.ok for st in states):
+            label.setText("Home brokers: connecting…")
+            label.setStyleSheet("")
         else:
             n = len(states)
             label.setText(f"Home brokers: {n} followed" if n > 1 else "Home broker: followed")

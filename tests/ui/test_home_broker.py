@@ -483,3 +483,30 @@ def test_the_single_device_wizard_provisions_through_the_homes_broker(qtbot, dem
     assert f"as {device.node_name} " in mosq.log_path.read_text()  # Mosquitto's client
     assert rt.broker.clients_connected == 0
     wizard.close()
+
+
+def test_queued_devices_of_a_home_with_another_broker_stop_the_batch(qtbot, demo_runtime, mosq):
+    """The queue configures every open job with the selected home's WiFi and broker: a
+    device queued for the embedded-broker home must not be sent to another broker."""
+    from station.broker_target import parse
+    from station.ui.provision_tab import ProvisionTab
+
+    rt = demo_runtime
+    demo_home = rt.registry.homes()[0]
+    target = parse(f"mqtt://127.0.0.1:{mosq.port}")
+    rt.secrets.set_broker_login(target.key, *ADMIN)
+    own = rt.registry.add_home("Own broker", demo_home.wifi_ssid, broker_url=target.url)
+    password = rt.secrets.home_password(demo_home.id)
+    tab = ProvisionTab(rt, lambda: (own, password))
+    qtbot.addWidget(tab)
+    with qtbot.waitSignal(tab._worker().scanned, timeout=20_000):
+        tab.scan_button.click()
+    tab.worker.queue.add(tab.targets[:1], demo_home)  # queued for the other home
+    with qtbot.waitSignal(tab.worker.finished, timeout=60_000):
+        tab.start_button.click()
+    text = tab.status_label.text()
+    assert "the queue holds devices of Demo home" in text, text
+    assert "select that home and provision them, or skip them, first" in text
+    [device] = rt.registry.devices()
+    assert device.home.id == demo_home.id and not device.is_provisioned
+    assert tab.shutdown(10)
