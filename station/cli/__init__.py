@@ -21,6 +21,7 @@ COMMANDS = [
     "accounts_cmd",
     "homes_cmd",
     "provision_cmd",
+    "report_cmd",
     "firmware_cmd",
     "sim_cmd",
     "backend_api_cmd",

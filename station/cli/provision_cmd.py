@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from station import broker_target, external_broker
 from station.cli.common import load_settings
 from station.cli.homes_cmd import check_wifi_password, read_password
+from station.cli.report_cmd import report_dir, write_home_report
 from station.cli.seed_flow import (
     ProgressPrinter,
     TerminalConfirm,
@@ -94,6 +95,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0.0,
         metavar="S",
         help="--demo: seconds a simulated WiFi switch takes (real ones take ~4 s)",
+    )
+    p.add_argument(
+        "--report",
+        type=report_dir,
+        metavar="DIR",
+        help="after the run, write the home's handover report (DIR/<home>-handover.csv "
+        "and .pdf, as `station report`)",
     )
     p.set_defaults(func=run, log_level=logging.WARNING)
 
@@ -271,6 +279,10 @@ def run(args: argparse.Namespace) -> int:
             pids, summary = run_one_by_one(queue, targets, home, password, printer)
             table, ok = final_table(registry, pids, since)
             print("\n" + table, flush=True)
+            if args.report:
+                write_home_report(
+                    registry, home, args.report, f"{station.broker_host}:{station.broker_port}"
+                )
             if summary.cancelled:
                 print("Cancelled. Run the same command again to continue.", file=sys.stderr)
                 return 130
@@ -301,6 +313,10 @@ def run(args: argparse.Namespace) -> int:
         pids += [p for p in summary.done + summary.failed if p not in pids]
         table, ok = final_table(registry, pids, since)
         print("\n" + table, flush=True)
+        if args.report:
+            write_home_report(
+                registry, home, args.report, f"{station.broker_host}:{station.broker_port}"
+            )
         if summary.cancelled:
             print("Cancelled. Run the same command again to continue.", file=sys.stderr)
             return 130

@@ -412,7 +412,7 @@ class Registry:
         if location is not None:
             fields["location"] = _note("location", location) or None
         if not fields:
-            return device
+            return self.device(device.id)
         with write_transaction(self.db):
             if not Device.update(**fields).where(Device.id == device.id).execute():
                 raise RegistryError(f"no device {device.node_name!r} (removed meanwhile?)")
