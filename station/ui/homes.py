@@ -30,13 +30,20 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QRadioButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from station import broker_target, external_broker
 from station.errors import ConfigError, StationError
-from station.followers import FOLLOWING, STARTING, FollowerState, warning_message
+from station.followers import (
+    FOLLOWING,
+    RECONNECTING,
+    STARTING,
+    FollowerState,
+    warning_message,
+)
 from station.registry import Home, RegistryError
 from station.runtime import StationRuntime
 from station.ui.worker import _Relay
@@ -338,7 +345,10 @@ def state_text(state: FollowerState | None, url: str | None) -> tuple[str, str]:
         return f"Broker {url}: connecting…", NOTE_STYLE
     if state.state == FOLLOWING:
         return f"Broker {url}: following its devices", "color: #1b6e20"
-    return state.summary(), ERROR_STYLE
+    if state.state == RECONNECTING:
+        return f"Broker {url}: connection lost, reconnecting…", ERROR_STYLE
+    retry = f", retrying in {state.next_try_s:.0f} s" if state.next_try_s is not None else ""
+    return f"Broker {url}: not reachable{retry} (hover for why)", ERROR_STYLE
 
 
 class HomeSelector(QWidget):
@@ -360,6 +370,8 @@ class HomeSelector(QWidget):
         self.edit = QPushButton("Edit…")
         self.broker_state = QLabel()
         self.broker_state.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # A long line never widens the window: it is cut, the tooltip has it all.
+        self.broker_state.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.check = BrokerCheck(runtime, self)
         self.check.done.connect(self._on_checked)
         self.notice: QMessageBox | None = None  # the last check's warning, if any

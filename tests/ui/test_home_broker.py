@@ -392,6 +392,7 @@ def test_an_unreachable_home_broker_is_a_warning_shown_and_retried(gui_env, tmp_
         if "retrying" not in text:
             return False
         s.seen["state"] = text
+        s.seen["state_tip"] = w.homes.broker_state.toolTip()
         s.seen["bar"] = w.home_brokers_label.text()
         w.tabs.setCurrentWidget(w.provision_tab)
         w.provision_tab.scan_button.click()
@@ -450,7 +451,8 @@ def test_an_unreachable_home_broker_is_a_warning_shown_and_retried(gui_env, tmp_
     assert check.text.endswith("Batches for this home will not start until it can.")
     text, icon = s.seen["notice"]
     assert text == check.text and icon == icon.Warning
-    assert s.seen["state"].startswith(f"{stored_url}: not reachable (retrying in ")
+    assert s.seen["state"].startswith(f"Broker {stored_url}: not reachable, retrying in ")
+    assert "Connection refused" in s.seen["state_tip"]
     assert s.seen["bar"] == "Home brokers: 1 of 1 not reachable"
     assert "home 'Later': its broker" in s.seen["refused"]
     assert "nothing was configured" in s.seen["refused"]
