@@ -65,8 +65,12 @@ def ensure_app() -> None:
     global _app
     if QGuiApplication.instance() is not None:
         return
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    _app = QGuiApplication([])
+    # No screen needed: offscreen unless the user chose a platform (the process's
+    # environment is left as it is).
+    argv = (
+        ["station"] if os.environ.get("QT_QPA_PLATFORM") else ["station", "-platform", "offscreen"]
+    )
+    _app = QGuiApplication(argv)
 
 
 def mm(value: float) -> float:
