@@ -75,9 +75,21 @@ class Device:
             for name in ("homemode", "mqttc"):  # no RTC memory: free what we can
                 sys.modules.pop(name, None)
             gc.collect()
+        # The buffer for POST bodies (up to 6 KB for /api/mqtt with a CA), taken before
+        # setup mode's imports and first requests leave the heap in pieces (see pem.py
+        # and httpd.Server).
+        try:
+            reserve = bytearray(factory.MQTT_BODY_MAX)
+        except MemoryError:
+            reserve = None  # httpd then tries again, and refuses large bodies if it must
+        import net
+
+        net.keep_spare()  # and the block a TLS broker check's SSLContext needs
         import setupmode
 
-        await setupmode.SetupMode(self, last).run()
+        mode = setupmode.SetupMode(self, last, reserve)
+        reserve = None  # httpd holds it now
+        await mode.run()
 
     async def _home(self):
         # A function of its own so no reference to the module outlives it.

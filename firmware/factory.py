@@ -6,6 +6,10 @@ FIRMWARE = "1.0.0"
 AP_SSID_PREFIX = "esp32-dht11-Setup-"
 AP_PASSPHRASE = "12345678"
 
+# POST /api/mqtt may carry a 4096-character PEM CA (issue 10): its body may be this
+# long (the others stay at 1024), with room for the other fields and JSON escapes.
+MQTT_BODY_MAX = 6144
+
 # Defaults match PROTOCOL.md. A board may override any of them (the host board
 # reads ESP32SIM_TIMING) so tests run in seconds, not minutes.
 TIMING = {

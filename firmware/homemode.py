@@ -34,6 +34,7 @@ class HomeMode:
         self.blinking = False
         self.client_connected = False
         self.leaving = False  # reboot/factory_reset under way: do not reconnect
+        self.failure = None  # (broker_error, broker_detail) of the last failed session start
 
     async def run(self):
         dev, board, t = self.dev, self.dev.board, self.dev.timing
@@ -62,8 +63,12 @@ class HomeMode:
             started = time.ticks_ms()
             try:
                 await self._session()
-            except Exception as e:  # refused, unreachable, lost: all end in a retry
-                log("mqtt: session ended:", _why(e))
+            except Exception as e:  # refused, unreachable, TLS, lost: all end in a retry
+                why = _why(e)
+                if not self.client_connected:
+                    self.failure = _failure(e)
+                    why = self.failure[1]
+                log("mqtt: session ended:", why)
             while self.leaving:
                 await asyncio.sleep_ms(1000)
             if self.client_connected:
@@ -79,7 +84,10 @@ class HomeMode:
                 elif time.ticks_diff(time.ticks_ms(), broker_fail_since) > fallback_ms:
                     log("home: broker never reached, back to setup mode")
                     board.sta_disconnect()
-                    return {"wifi": "connected", "ip": self.ip, "broker": "unreachable"}
+                    last = {"wifi": "connected", "ip": self.ip, "broker": "unreachable"}
+                    if self.failure and self.failure[0]:
+                        last["broker_error"], last["broker_detail"] = self.failure
+                    return last
             delay = backoff.next_ms()
             if not dev.cfg.get("proven"):
                 delay = min(delay, t["unproven_retry_ms"])
@@ -112,14 +120,22 @@ class HomeMode:
     async def _session(self):
         dev, t, m = self.dev, self.dev.timing, self.m
         self.client_connected = False
-        stream = await net.connect(dev.board, m["broker"], m["port"], t["probe_ms"])
+        ca = None
+        if m.get("tls"):
+            ca = dev.store.ca(m["ca_id"])
+            if ca is None:  # never plain instead: TLS was asked for
+                raise net.TLSError("tls_no_ca", "the stored CA certificate is missing")
+            dev.board.sync_clock()  # certificates are checked against the clock
+        stream = await net.connect(dev.board, m["broker"], m["port"], t["probe_ms"], ca)
+        ca = None
         client = mqttc.Client(m["node_name"], m.get("username"), m.get("password"),
                               t["keepalive_s"], will=(self.t_status, "offline", True, 1))
         self.client = client
         try:
             await client.connect(stream, t["probe_ms"], self._on_message)
             self.client_connected = True
-            log("mqtt: connected to", m["broker"], m["port"], "as", m["node_name"])
+            self.failure = None
+            log("mqtt: connected to", m["broker"], m["port"], "as", m["node_name"], "over TLS" if m.get("tls") else "")
             self._prove()
             # Subscribe first: a station that reacts to "online" with a command must be heard.
             await client.subscribe(self.t_cmd)
@@ -297,3 +313,16 @@ class HomeMode:
 
 def _why(e):
     return type(e).__name__ + (" " + str(e) if str(e) else "")
+
+
+def _failure(e):
+    # (broker_error, broker_detail) for a session that never got its CONNACK; a
+    # plain TCP failure has no code (the station sees "unreachable", as before).
+    if isinstance(e, net.TLSError):
+        return e.code, e.detail
+    if isinstance(e, mqttc.MQTTError):
+        text = str(e)
+        if text.endswith("code 4") or text.endswith("code 5"):
+            return "login_refused", "the broker refused the login (" + text + "): wrong username or token"
+        return "mqtt_refused", "the broker refused the connection (" + text + ")"
+    return None, _why(e)

@@ -44,18 +44,31 @@ class _Quiet(Exception):
     pass
 
 
-def json_object(raw):
-    # The body of a POST as a dict, or 400 bad_json.
+def check_json(raw):
+    # 400 bad_json unless raw is RFC 8259 JSON (json.loads is lenient: see
+    # "Strict JSON" in README.md).
     try:
-        _strict(raw)  # json.loads is lenient: see "Strict JSON" in README.md
-        obj = json.loads(raw.decode())
+        _strict(raw)
+    except (ValueError, IndexError) as e:
+        raise Reject(400, "bad_json", "body is not JSON (RFC 8259): " + str(e))
+
+
+def json_object(raw, checked=False):
+    # The body of a POST as a dict, or 400 bad_json. checked: check_json ran already.
+    if not checked:
+        check_json(raw)
+    try:
+        obj = json.loads(raw)  # bytes or bytearray: no decoded copy of the body
     except (ValueError, UnicodeError, IndexError) as e:
         raise Reject(400, "bad_json", "body is not JSON (RFC 8259): " + str(e))
     if not isinstance(obj, dict):
         raise Reject(400, "bad_json", "body must be a JSON object")
-    for k, v in obj.items():
-        if isinstance(v, str) and b"\xed" in v.encode():
-            obj[k] = _utf8(v, k)
+    # Surrogates can only come from a \u escape or raw 0xED bytes: only then is each
+    # string field encoded again (a copy) to look for them.
+    if b"\\u" in raw or b"\xed" in raw:
+        for k, v in obj.items():
+            if isinstance(v, str) and b"\xed" in v.encode():
+                obj[k] = _utf8(v, k)
     return obj
 
 
@@ -256,11 +269,28 @@ class Server:
     timeout_ms = 5000  # a whole request must arrive within this (slowloris)
     chunk = 256
 
-    def __init__(self, routes, on_request=None):
+    def __init__(self, routes, on_request=None, limits=None, buf=None):
         # routes: {path: {method: handler}}; handler(raw_body) -> (status, obj[, after])
         # where `after` is called once the response has been sent and closed.
+        # limits: {path: max body bytes} for routes that take more than max_body.
+        # Bodies are read into one buffer reserved while the heap still had a large
+        # free block (later it has none: see pem.py), padded with blanks (JSON allows
+        # trailing whitespace) and handed to the handler as it is; buf: that buffer,
+        # if the caller reserved it (app.py does). A second body arriving while it is
+        # in use is read the old way if it is short (max_body), else gets 503.
         self.routes = routes
         self.on_request = on_request
+        self.limits = limits or {}
+        self._size = max([self.max_body] + list(self.limits.values()))
+        self._big = buf if buf is not None and len(buf) >= self._size else None
+        self._big_busy = False
+        if self._big is None:
+            try:
+                self._big = bytearray(self._size)
+            except MemoryError:
+                pass  # no room: short bodies the old way, long ones get 503
+        if self._big is not None:
+            _blank(self._big, len(self._big))
         self.active = 0
 
     async def handle(self, reader, writer):
@@ -337,8 +367,9 @@ class Server:
         if not length.isdigit():
             raise Reject(400, "bad_request", "bad Content-Length")
         length = int(length)
-        if length > self.max_body:
-            raise Reject(413, "too_large", "body exceeds %d bytes" % self.max_body)
+        limit = self.limits.get(path, self.max_body)
+        if length > limit:
+            raise Reject(413, "too_large", "body exceeds %d bytes" % limit)
         methods = self.routes.get(path)
         if methods is None:
             raise Reject(404, "not_found", "no such endpoint: " + path)
@@ -346,19 +377,51 @@ class Server:
         if handler is None:
             raise Reject(405, "method_not_allowed", "use " + " or ".join(methods),
                          head="Allow: " + ", ".join(methods) + "\r\n")  # RFC 9110 requires it
-        body = rest[:length]
-        if len(body) < length:
-            body += await reader.readexactly(length - len(body))
+        big = length > 0 and self._big is not None and not self._big_busy
+        if not big and length > self.max_body:
+            raise Reject(503, "busy", "another long body is being read: try again in a second")
+        if big:
+            self._big_busy = True
+            buf = self._big
         try:
-            res = handler(body)
-        except Reject:
-            raise
-        except Exception as e:
-            log("http: handler failed:", repr(e))
-            raise Reject(500, "internal", "internal error")
+            if big:
+                body = await _read_big_into(buf, reader, rest, length)
+            else:
+                body = rest[:length]
+                if len(body) < length:
+                    body += await reader.readexactly(length - len(body))
+            try:
+                res = handler(body)
+            except Reject:
+                raise
+            except Exception as e:
+                log("http: handler failed:", repr(e))
+                raise Reject(500, "internal", "internal error")
+        finally:
+            if big:
+                _blank(buf, length)  # for the next request
+                self._big_busy = False
         if len(res) == 2:
             return res[0], res[1], None
         return res
+
+
+
+def _blank(buf, n):
+    for i in range(n):
+        buf[i] = 0x20
+
+
+async def _read_big_into(buf, reader, rest, length):
+    got = min(len(rest), length)
+    buf[0:got] = rest[:got]
+    mv = memoryview(buf)
+    while got < length:
+        n = await reader.readinto(mv[got:length])
+        if not n:
+            raise OSError("closed before the body ended")
+        got += n
+    return buf
 
 
 async def _respond(writer, status, obj, extra=""):

@@ -3,6 +3,7 @@
 # Left only by a reboot: POST /api/restart, or the periodic retry of a stored
 # home network (after a fallback) finding it working again.
 import asyncio
+import sys
 import time
 
 import devconfig
@@ -14,7 +15,7 @@ from util import log
 
 
 class SetupMode:
-    def __init__(self, dev, last=None):
+    def __init__(self, dev, last=None, reserve=None):
         self.dev = dev
         # After a fallback, /api/status tells the station why the home network failed.
         self.trial = Trial(dev, last)
@@ -26,7 +27,7 @@ class SetupMode:
             "/api/status": {"GET": self.status},
             "/api/mqtt": {"POST": self.mqtt},
             "/api/restart": {"POST": self.restart},
-        }, on_request=self._touch)
+        }, on_request=self._touch, limits={"/api/mqtt": factory.MQTT_BODY_MAX}, buf=reserve)
 
     async def run(self):
         dev = self.dev
@@ -82,6 +83,7 @@ class SetupMode:
             "state": "setup",
             "wifi_configured": "wifi" in dev.cfg,
             "mqtt_configured": "mqtt" in dev.cfg,
+            "mqtt_tls": bool(dev.cfg.get("mqtt", {}).get("tls")),  # never the CA or a password
         }
 
     def scan(self, _):
@@ -104,9 +106,30 @@ class SetupMode:
         return 200, self.trial.status()
 
     def mqtt(self, raw):
-        clean = _checked(validate.mqtt, httpd.json_object(raw))
+        # raw: httpd's reserved buffer (MQTT_BODY_MAX). The PEM CA is taken out of it
+        # before json.loads, as DER (pem.py says why).
+        httpd.check_json(raw)
+        ca = None
+        if b'"ca"' in raw:  # pem.py is loaded only for a body that may hold a CA
+            if not isinstance(raw, bytearray):
+                raw = bytearray(raw)  # the buffer was busy: a short body, read the old way
+            import pem
+
+            try:
+                ca = _checked(pem.take, raw)
+            finally:
+                sys.modules.pop("pem", None)  # ~3 KB of heap back once this returns
+        body = httpd.json_object(raw, checked=True)
+        if ca is not None:
+            body["ca"] = ca
+        clean = _checked(validate.mqtt, body)
+        store = self.dev.store
+        if "ca" in clean:  # DER bytes: into a file of its own, before config.json names it
+            clean["ca_id"] = store.save_ca(clean.pop("ca"))
         self._store("mqtt", clean)
-        log("setup: mqtt stored for", clean["node_name"], "at", clean["broker"], clean["port"])
+        store.drop_other_cas(clean.get("ca_id"))
+        log("setup: mqtt stored for", clean["node_name"], "at", clean["broker"], clean["port"],
+            "over TLS" if clean.get("tls") else "")
         self.trial.broker_changed()
         return 200, {"ok": True}
 

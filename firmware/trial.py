@@ -17,10 +17,21 @@ class Trial:
         self.wifi = last.get("wifi", "idle")  # idle connecting connected wrong_password no_ap_found failed
         self.ip = last.get("ip")
         self.broker = last.get("broker", "unknown")  # unknown reachable unreachable
+        # Why the broker is "unreachable", when more is known than "no TCP answer":
+        # tls_* (see net.py) or login_refused / mqtt_refused (home mode's fallback).
+        self.broker_error = last.get("broker_error")
+        self.broker_detail = last.get("broker_detail")
         self._task = None
 
     def status(self):
-        return {"wifi": self.wifi, "ip": self.ip, "broker": self.broker}
+        s = {"wifi": self.wifi, "ip": self.ip, "broker": self.broker}
+        if self.broker_error:
+            s["broker_error"] = self.broker_error
+            s["broker_detail"] = self.broker_detail
+        return s
+
+    def _broker(self, state, error=None, detail=None):
+        self.broker, self.broker_error, self.broker_detail = state, error, detail
 
     def running(self):
         return self._task is not None
@@ -29,7 +40,8 @@ class Trial:
         # A new POST /api/wifi replaces a trial still in progress.
         if self._task:
             self._task.cancel()
-        self.wifi, self.ip, self.broker = "connecting", None, "unknown"
+        self.wifi, self.ip = "connecting", None
+        self._broker("unknown")
         self._task = asyncio.create_task(self._run())
 
     async def _run(self):
@@ -67,7 +79,7 @@ class Trial:
             return
         if self._task:
             self._task.cancel()
-        self.broker = "unknown"
+        self._broker("unknown")
         self._task = asyncio.create_task(self._recheck())
 
     async def _recheck(self):
@@ -82,11 +94,24 @@ class Trial:
             self._task = None
 
     async def _check_broker(self):
+        # A TCP connect; with TLS configured, the TLS handshake too, so a wrong CA or
+        # host name is known while the station is still on the device's AP.
+        self._broker("unknown")
         mqtt = self.dev.cfg.get("mqtt")
         if not mqtt:
-            self.broker = "unknown"
             return
-        self.broker = "unknown"
-        ok = await net.probe(self.dev.board, mqtt["broker"], mqtt["port"], self.dev.timing["probe_ms"])
-        self.broker = "reachable" if ok else "unreachable"
-        log("trial: broker", self.broker)
+        ca = None
+        if mqtt.get("tls"):
+            ca = self.dev.store.ca(mqtt["ca_id"])
+            if ca is None:  # never plain instead: TLS was asked for
+                self._broker("unreachable", "tls_no_ca", "the stored CA certificate is missing: send /api/mqtt again")
+                return
+        failed = await net.probe(self.dev.board, mqtt["broker"], mqtt["port"], self.dev.timing["probe_ms"], ca)
+        ca = None
+        if failed is None:
+            self._broker("reachable")
+        elif isinstance(failed, net.TLSError):
+            self._broker("unreachable", failed.code, failed.detail)
+        else:
+            self._broker("unreachable")
+        log("trial: broker", self.broker, self.broker_detail or "")

@@ -5,6 +5,8 @@
 _NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 _LABEL_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
 
+CA_MAX = 4096  # characters of the PEM text in /api/mqtt "ca" (checked in pem.py)
+
 INTERVAL_MIN = 1  # a DHT11 cannot be read faster than once a second
 INTERVAL_MAX = 3600
 
@@ -114,4 +116,21 @@ def mqtt(body):
         if user is None:
             raise Invalid("password", "MQTT 3.1.1 allows a password only with a username")
         out["password"] = password
+    # Optional TLS (issue 10): "tls": true needs "ca", one PEM certificate of the CA
+    # that signed the broker's certificate, which pem.take has turned into DER bytes
+    # already. The clean copy holds them under "ca" (devconfig: a file of its own).
+    tls = body.get("tls")
+    ca = body.get("ca")
+    if tls is not None and tls is not True and tls is not False:
+        raise Invalid("tls", "tls must be true or false")
+    if tls is True:
+        if ca is None:
+            raise Invalid("ca", "tls: true needs ca, the PEM certificate of the CA that signed "
+                                "the broker's certificate (the device never connects over TLS without verifying it)")
+        if not isinstance(ca, bytes):  # pem.take turns every JSON string into DER
+            raise Invalid("ca", "ca must be a string: one PEM certificate")
+        out["tls"] = True
+        out["ca"] = ca
+    elif ca is not None:
+        raise Invalid("tls", "ca is given but tls is not true: set tls to true to use it, or leave ca out")
     return out

@@ -202,6 +202,9 @@ class Board:
                 found.append((ap["ssid"], -45 - int(ap["chip_id"][-2:], 16) % 35, True))
         return found
 
+    def sync_clock(self):
+        return True  # the host's clock is right already (TLS checks certificates against it)
+
     def route(self, host, port):
         # Where a TCP connection to host:port lands, seen from the joined home network.
         if self.sta_status() != "connected":

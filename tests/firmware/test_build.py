@@ -55,6 +55,7 @@ ESP32_MODULES = {
     "re",
     "math",
     "ssl",
+    "tls",
     "micropython",
     "collections",
     "array",

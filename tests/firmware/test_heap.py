@@ -27,7 +27,8 @@ def test_a_whole_life_fits_in_96k(home, devices, mqtt_broker, observer):
     api = api_for(dev)
     for path in ("/api/info", "/api/scan", "/api/status"):
         assert api.get(path).status_code == 200
-    assert api.post("/api/mqtt", {"pad": "x" * 1100}).status_code == 413
+    assert api.post("/api/wifi", {"pad": "x" * 1100}).status_code == 413
+    assert api.post("/api/mqtt", {"pad": "x" * 6200}).status_code == 413
     assert api.post("/api/wifi", data=b"[").status_code == 400
     provision(api, mqtt_broker)
     observer.wait(f"{P}/status", lambda p: p == b"online")
