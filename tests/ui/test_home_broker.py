@@ -512,3 +512,89 @@ def test_queued_devices_of_a_home_with_another_broker_stop_the_batch(qtbot, demo
     [device] = rt.registry.devices()
     assert device.home.id == demo_home.id and not device.is_provisioned
     assert tab.shutdown(10)
+
+
+def test_an_mqtts_home_from_the_dialog_to_devices_online_over_tls(gui_env, tmp_path, qtbot):
+    """The same with the broker's TLS listener and its CA file chosen in the dialog: the
+    station checks the broker with the CA, and every device is given it (`tls`, `ca`)."""
+    from tls_ca import TestCA
+
+    ca = TestCA(tmp_path / "ca")
+    ca_file = tmp_path / "home-ca.pem"
+    ca_file.write_text(ca.pem)
+    mosq = Mosquitto(tmp_path / "tls", dynsec_admin=ADMIN, tls=ca.issue("broker")).start()
+    stored_url = f"mqtts://127.0.0.1:{mosq.port}"
+    s: Script
+    checks: list = []
+
+    def find_window() -> bool:
+        w = _shown_main_window()
+        if w is None:
+            return False
+        s.window = w
+        w.homes.checked.connect(checks.append)
+        QTimer.singleShot(0, w.homes.add_button.click)
+        return True
+
+    def add_the_tls_home() -> bool:
+        d = _dialog()
+        if d is None:
+            return False
+        demo = s.window.runtime.demo
+        d.name.setText("Secure")
+        d.ssid.setText(demo.home_ssid)
+        d.password.setText(demo.home_password)
+        d.external.setChecked(True)
+        d.broker_url.setText(f"mqtts://{ADMIN[0]}:{ADMIN[1]}@127.0.0.1:{mosq.port}")
+        d.ca_path.setText(str(ca_file))
+        d.save_button.click()
+        assert not d.isVisible(), d.error.text()
+        return True
+
+    def checked_then_scan() -> bool:
+        if not checks:
+            return False
+        s.seen["check"] = checks[0]
+        w = s.window
+        w.tabs.setCurrentWidget(w.provision_tab)
+        w.provision_tab.scan_button.click()
+        return True
+
+    def provision_all() -> bool:
+        tab = s.window.provision_tab
+        if len(tab.targets) != DEVICES:
+            return False
+        tab.provision_all_button.click()
+        return True
+
+    def online_with_readings() -> bool:
+        w = s.window
+        model = w.devices_tab.model
+        rows = [model.device_row(r) for r in range(model.rowCount())]
+        live = [r for r in rows if r.online and r.temperature is not None]
+        if w._batch_running or len(live) != DEVICES:
+            return False
+        s.seen["rows"] = rows
+        s.seen["configs"] = [d.config() for d in w.runtime.demo.fleet.devices]
+        home = w.runtime.registry.home("Secure")
+        s.seen["home"] = (home.broker_url, home.broker_ca)
+        w.close()
+        return True
+
+    s = Script(
+        [find_window, add_the_tls_home, checked_then_scan, provision_all, online_with_readings]
+    )
+    try:
+        code = main(["--demo"])
+    finally:
+        s.timer.stop()
+        mosq.stop()
+    assert s.error is None, s.error
+    assert code == 0
+    assert s.seen["check"].ok, s.seen["check"].text
+    assert s.seen["home"] == (stored_url, ca.pem)
+    log = mosq.log_path.read_text()
+    for row in s.seen["rows"]:
+        assert row.online and f"as {row.node_name} " in log
+    mqtt_settings = [(c or {}).get("mqtt", {}) for c in s.seen["configs"]]
+    assert all(m.get("tls") for m in mqtt_settings), mqtt_settings
