@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -118,16 +119,7 @@ def gather(
     devices are told for this station's embedded broker ("192.168.1.20:1883"), shown
     with it for the devices that report there."""
     if not isinstance(home, Home):
-        try:
-            home = registry.home(home)
-        except StationError:
-            if isinstance(home, str) and home.isdigit():
-                home = registry.home(int(home))
-            else:
-                raise ReportError(
-                    f"no home {home!r}; the homes are: "
-                    + (", ".join(h.name for h in registry.homes()) or "none yet")
-                ) from None
+        home = _find_home(registry, home)
     ours = Device.select(Device.id).where(Device.home == home.id)
     devices = list(Device.select().where(Device.home == home.id).order_by(Device.node_name))
     jobs: dict[int, list[ProvisioningJob]] = defaultdict(list)
@@ -175,6 +167,20 @@ def gather(
         broker=home_broker,
         rows=rows,
     )
+
+
+def _find_home(registry: Registry, key: int | str) -> Home:
+    """By id, or by name (a name made of digits first, then the id it spells)."""
+    keys: list[int | str] = [key]
+    if isinstance(key, str) and key.isdigit():
+        keys.append(int(key))
+    for k in keys:
+        try:
+            return registry.home(k)
+        except StationError:
+            continue
+    names = ", ".join(h.name for h in registry.homes()) or "none yet"
+    raise ReportError(f"no home {key!r}; the homes are: {names}")
 
 
 @dataclass(frozen=True)
@@ -382,8 +388,6 @@ def check_writable(path: str | Path) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ReportError(f"cannot write {path}: no folder {parent}")
-    import os
-
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ReportError(f"cannot write {path}: permission denied")
     return path

@@ -37,7 +37,7 @@ from station.handover import (
     qr_matrix,
     write_csv,
 )
-from station.registry import Registry
+from station.registry import Home, Registry
 
 DPI = 300
 PAGE_W_MM, PAGE_H_MM = 210.0, 297.0
@@ -439,7 +439,7 @@ def _paint(p: QPainter, writer: QPdfWriter, report: HandoverReport) -> int:
 
 def export_handover(
     registry: Registry,
-    home: object,
+    home: Home | int | str,
     *,
     csv_path: str | Path | None = None,
     pdf_path: str | Path | None = None,
@@ -447,7 +447,7 @@ def export_handover(
 ) -> HandoverReport:
     """The one call for the GUI's File → Export handover report: gather `home`'s report
     (a Home, id or name) and write the CSV and/or the PDF."""
-    report = gather(registry, home, station_broker=station_broker)  # type: ignore[arg-type]
+    report = gather(registry, home, station_broker=station_broker)
     if csv_path is not None:
         write_csv(report, csv_path)
     if pdf_path is not None:

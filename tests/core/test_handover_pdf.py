@@ -109,3 +109,19 @@ def test_an_empty_home_is_one_page(tmp_path):
 def test_an_unwritable_pdf_is_a_clear_error(tmp_path):
     with pytest.raises(handover.ReportError, match="cannot write"):
         handover_pdf.write_pdf(report([row(1)]), "/proc/handover.pdf")
+
+
+def test_export_handover_is_the_one_call_for_the_gui(tmp_path, registry):
+    home = registry.add_home("Smith", "SmithWiFi")
+    dev = registry.register_device(home=home).device
+    registry.describe_device(dev, name="Hall", location="by the door")
+    got = handover_pdf.export_handover(
+        registry,
+        home.id,
+        csv_path=tmp_path / "s.csv",
+        pdf_path=tmp_path / "s.pdf",
+        station_broker="192.168.1.20:1883",
+    )
+    assert [(r.name, r.location, r.state) for r in got.rows] == [("Hall", "by the door", "pending")]
+    assert "by the door" in (tmp_path / "s.csv").read_text(encoding="utf-8-sig")
+    assert pages_in(tmp_path / "s.pdf") == 2
