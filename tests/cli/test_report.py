@@ -20,7 +20,7 @@ from station.registry.models import Device
 pytestmark = pytest.mark.timeout(240)
 
 
-def station(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def station(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = dict(
         os.environ,
         STATION_DATA_DIR=str(tmp_path / "data"),
@@ -34,6 +34,7 @@ def station(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=200,
+        input=stdin,
     )
 
 
@@ -78,6 +79,24 @@ def test_demo_batch_writes_its_handover_report(tmp_path):
     # 3 devices: the title page with the table, one page of labels.
     assert pdf_pages(pdf_path) == 2
     assert pdf_path.read_bytes().startswith(b"%PDF-")
+
+
+def test_a_real_failure_in_a_demo_batch_is_in_the_report_with_its_reason(tmp_path):
+    # A wrong home WiFi password: the simulated devices' firmware refuses it in its trial.
+    out = tmp_path / "handover"
+    wrong = "not-the-home-password"
+    proc = station(tmp_path, "provision", "--demo", "2", "--password-stdin", "--report",
+                   str(out), stdin=wrong + "\n")  # fmt: skip
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    csv_path = out / "Demo-home-handover.csv"
+    rows = read_csv(csv_path)
+    assert [r["state"] for r in rows] == ["failed", "failed"]
+    for r in rows:
+        assert r["attempts"] == "1" and r["chip id"] and r["provisioned (UTC)"] == ""
+        assert "configure: " in r["failures"] and "password" in r["failures"].lower()
+    assert wrong not in csv_path.read_text(encoding="utf-8-sig")
+    assert pdf_pages(out / "Demo-home-handover.pdf") == 2
 
 
 @pytest.fixture
