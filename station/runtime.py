@@ -38,6 +38,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def demo_chip_seed(*, shared: bool) -> str:
+    """The seed of a demo's simulated chip ids (station.sim.fleet.fleet_chip_ids): the
+    same every run on a registry of its own; on a given (possibly shared) registry, this
+    station's own, so two stations' demos never meet each other's chips."""
+    return f"demo-{station_id()}" if shared else "demo"
+
+
 @dataclass
 class StationRuntime:
     settings: Settings
@@ -88,10 +95,7 @@ class StationRuntime:
 
         tmp = None
         file_settings = settings
-        # A demo's simulated chips: the same ids every run on a registry of its own; on
-        # a given (possibly shared) registry, ids of this station's own, so two stations'
-        # demos never meet each other's chips.
-        demo_seed = "demo" if db is None else f"demo-{station_id()}"
+        demo_seed = demo_chip_seed(shared=db is not None)
         if demo_devices:
             tmp = tempfile.mkdtemp(prefix="station-demo-")
             db = db or os.path.join(tmp, "registry.sqlite3")
@@ -158,7 +162,7 @@ class StationRuntime:
                 rt.wifi_reason = "simulated air of the demo"
             home = next(
                 (h for h in registry.homes() if h.wifi_ssid == rt.demo.home_ssid), None
-            ) or registry.add_home("Demo home", rt.demo.home_ssid)
+            ) or registry.ensure_home("Demo home", rt.demo.home_ssid)
             rt.secrets.set_home_password(home.id, rt.demo.home_password)
         return rt
 

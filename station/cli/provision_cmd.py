@@ -32,7 +32,7 @@ from station.cli.seed_flow import (
 from station.errors import StationError
 from station.external_broker import ExternalBroker
 from station.provisioning import BulkQueue, SetupTarget, is_setup_ap
-from station.registry import Device, Home, Registry, RegistryError
+from station.registry import Device, Home, Registry
 from station.secrets import SecretStore
 
 if TYPE_CHECKING:
@@ -141,13 +141,8 @@ def resolve_home(
     if home is None:
         if not args.ssid:
             raise StationError(f"no home {args.home!r} yet: give its WiFi with --ssid")
-        try:
-            home = registry.add_home(args.home, args.ssid)
-        except RegistryError:
-            # Another station on a shared registry added it a moment ago.
-            home = next((h for h in registry.homes() if h.name == args.home), None)
-            if home is None:
-                raise
+        # (Another station on a shared registry may add it at the same moment.)
+        home = registry.ensure_home(args.home, args.ssid)
     if args.ssid and args.ssid != home.wifi_ssid:
         raise StationError(
             f"home {home.name!r} uses WiFi {home.wifi_ssid!r}, not "

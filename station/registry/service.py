@@ -124,6 +124,20 @@ class Registry:
         except peewee.IntegrityError as exc:
             raise RegistryError(f"a home named {name!r} already exists") from exc
 
+    def ensure_home(self, name: str, wifi_ssid: str) -> Home:
+        """The home of that name, added if there is none. On a registry several
+        stations share, two may add it at the same moment: the second gets the first's."""
+        found = Home.get_or_none(Home.name == name.strip())
+        if found is not None:
+            return found
+        try:
+            return self.add_home(name, wifi_ssid)
+        except RegistryError:
+            found = Home.get_or_none(Home.name == name.strip())
+            if found is None:
+                raise
+            return found
+
     @staticmethod
     def _check_ssid(wifi_ssid: str) -> None:
         if not 1 <= len(wifi_ssid.encode("utf-8")) <= 32:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 
 from station.registry import Registry, Status
+from station.runtime import demo_chip_seed
+from station.sim.fleet import fleet_chip_ids
 
 NODES = ["esp32_dht11_001", "esp32_dht11_002", "esp32_dht11_003"]
 
@@ -122,14 +124,19 @@ def test_reprovision_a_device_by_node_name(tmp_path):
     assert jobs == {NODES[0]: [Status.DONE, Status.DONE], NODES[1]: [Status.DONE]}
 
 
-def test_reprovision_says_what_to_do_when_its_setup_ap_never_appears(tmp_path):
+def test_reprovision_says_what_to_do_when_its_setup_ap_never_appears(tmp_path, monkeypatch):
+    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path / "data"))  # this station's id
     first = _station(tmp_path, "provision", "--demo", "2")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     (tmp_path / "settings.json").write_text(
         json.dumps({"provisioning": {"online_timeout_s": 3}}), encoding="utf-8"
     )
-    # Only the first chip is on this site: the second one's AP never shows.
-    missing = _station(tmp_path, "provision", "--demo", "1", "--reprovision", NODES[1])
+    # A one-device demo has only the first of the two chips: the other one's AP never
+    # shows. (Which node that chip got depends on the order the scan found them.)
+    second_chip = fleet_chip_ids(2, demo_chip_seed(shared=True))[1]
+    devices, _ = _registry_facts(tmp_path)
+    [absent] = [node for node, (chip, _, _) in devices.items() if chip == second_chip]
+    missing = _station(tmp_path, "provision", "--demo", "1", "--reprovision", absent)
     out = missing.stdout
     assert missing.returncode == 1, out[-3000:] + missing.stderr[-3000:]
     assert "Waiting up to 3 s" in out
@@ -137,4 +144,4 @@ def test_reprovision_says_what_to_do_when_its_setup_ap_never_appears(tmp_path):
     assert "Traceback" not in missing.stderr
     _, jobs = _registry_facts(tmp_path)
     # Statuses in vocabulary order: the first run's job, then the one that gave up.
-    assert jobs[NODES[1]] == [Status.DONE, Status.FAILED]
+    assert jobs[absent] == [Status.DONE, Status.FAILED]
