@@ -151,8 +151,11 @@ def test_report_of_an_existing_home_by_name_and_by_id(tmp_path, smith):
     assert read_csv(only) == rows
 
 
-@pytest.mark.skipif(not shutil.which("pdftoppm"), reason="pdftoppm (poppler-utils) not installed")
 def test_the_pdf_renders_and_its_labels_decode(tmp_path, smith):
+    """Rendered as a user's viewer shows it, and every QR label read back by a
+    decoder (.ci/os-packages installs poppler-utils and zbar-tools)."""
+    for tool, package in (("pdftoppm", "poppler-utils"), ("zbarimg", "zbar-tools")):
+        assert shutil.which(tool), f"{tool} is missing: sudo apt-get install {package}"
     db, _, _ = smith
     pdf_path = tmp_path / "s.pdf"
     assert (
@@ -164,13 +167,12 @@ def test_the_pdf_renders_and_its_labels_decode(tmp_path, smith):
     )
     pages = sorted(tmp_path.glob("page-*.png"))
     assert len(pages) == 2
-    if shutil.which("zbarimg"):
-        found = subprocess.run(
-            ["zbarimg", "-q", "--raw", str(pages[1])], capture_output=True, text=True
-        ).stdout.split("\n")
-        assert sorted(t for t in found if t) == [
-            f"A4CF12ABCD0{n} esp32_dht11_00{n + 1}" for n in range(3)
-        ]
+    found = subprocess.run(
+        ["zbarimg", "-q", "--raw", str(pages[1])], capture_output=True, text=True
+    ).stdout.split("\n")
+    assert sorted(t for t in found if t) == [
+        f"A4CF12ABCD0{n} esp32_dht11_00{n + 1}" for n in range(3)
+    ]
 
 
 def test_clear_errors_for_bad_input(tmp_path, smith):
