@@ -121,13 +121,18 @@ def _clean(cfg, store):
     # A stored section that no longer validates (hand edit, older firmware, a lost
     # CA file) is dropped, so the device falls back to setup mode instead of crashing.
     out = {}
-    for key, check in (("wifi", validate.wifi), ("mqtt", _stored_mqtt)):
-        section = cfg.get(key)
-        if isinstance(section, dict):
-            try:
-                out[key] = check(section, store) if key == "mqtt" else check(section)
-            except validate.Invalid:
-                pass
+    section = cfg.get("wifi")
+    if isinstance(section, dict):
+        try:
+            out["wifi"] = validate.wifi(section)
+        except validate.Invalid:
+            pass
+    section = cfg.get("mqtt")
+    if isinstance(section, dict):
+        try:
+            out["mqtt"] = _stored_mqtt(section, store)
+        except validate.Invalid:
+            pass
     interval = cfg.get("interval")
     if validate.is_interval(interval):
         out["interval"] = interval

@@ -168,7 +168,7 @@ def _x509(der):
     # (a 2.8 KB SSLContext: setup mode's fragmented heap cannot also spare one
     # while it is handling this request).
     outer = _tlv(der, 0)
-    parts = []
+    parts = bytearray()  # the tags inside
     if outer and outer[0] == 0x30 and outer[2] == len(der):
         i = outer[1]
         while i < len(der) and len(parts) < 4:
@@ -178,8 +178,8 @@ def _x509(der):
             parts.append(der[i])
             i = t[2]
         if i != len(der):
-            parts = []
-    if parts != [0x30, 0x30, 0x03]:
+            parts = bytearray()
+    if parts != b"\x30\x30\x03":
         raise Invalid("ca", "ca: the PEM body is not one DER-encoded X.509 certificate")
     return der
 
