@@ -142,10 +142,15 @@ def connect_error(exc: OSError, where: str, tls: bool = False) -> str:
 
 
 def _redact(text: str) -> str:
-    """The URL as it may appear in a message: any password replaced."""
+    """The URL as it may appear in a message: any password replaced, also in a URL
+    typed wrong (`mqtt//admin:pw@host`, no scheme)."""
     scheme, sep, rest = text.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
+        scheme, sep, rest = "", "", text
+    if "@" not in rest:
         return text
     login, _, host = rest.rpartition("@")
-    user = login.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in login else text
+    head, colon, _password = login.partition(":")
+    if not colon:
+        return text
+    return f"{scheme}{sep}{head}:***@{host}"

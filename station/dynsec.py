@@ -161,8 +161,12 @@ class DynSec:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _on_connect(self, _c: Any, _u: Any, _flags: Any, rc: Any, _p: Any = None) -> None:
+    def _on_connect(self, c: Any, _u: Any, _flags: Any, rc: Any, _p: Any = None) -> None:
         self._rc = rc
+        if self._subscribed.is_set() and not rc.is_failure:
+            # paho reconnected (the broker restarted): a clean session lost the
+            # subscription to the answers, so every command would time out.
+            c.subscribe(RESPONSE_TOPIC, qos=1)
         self._connected.set()
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -91,6 +92,12 @@ class ExternalBroker:
         return self.target.host, self.target.port
 
     @property
+    def connected(self) -> bool:
+        """Is the station's own connection to the broker up now?"""
+        client = self._follower
+        return client is not None and bool(client.is_connected())
+
+    @property
     def device_ca(self) -> str | None:
         """The CA devices are given with `tls` (None: plain MQTT)."""
         return self.ca
@@ -118,7 +125,10 @@ class ExternalBroker:
     def _follow(self, password: str) -> None:
         c = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
-            client_id=self.client_name,
+            # The login is the station's; the client id is this process's, so the
+            # window and a `station provision` of the same station never take each
+            # other's connection over (Mosquitto drops the older of two equal ids).
+            client_id=f"{self.client_name}-{os.getpid()}",
             protocol=paho.MQTTv311,
             clean_session=True,
         )
@@ -246,7 +256,7 @@ class ExternalBroker:
         done = threading.Event()
         c = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
-            client_id=f"{self.client_name}-scan",
+            client_id=f"{self.client_name}-{os.getpid()}-scan",
             protocol=paho.MQTTv311,
         )
         c.username_pw_set(self.client_name, self._password)

@@ -105,10 +105,8 @@ class Route:
 
 
 def connected(ext: ExternalBroker) -> bool:
-    """Is the follower's own MQTT connection up? (ExternalBroker has no public word for
-    it yet; its paho client is the one place that knows.)"""
-    client = getattr(ext, "_follower", None)
-    return client is not None and bool(client.is_connected())
+    """Is the follower's own MQTT connection up?"""
+    return ext.connected
 
 
 def demo_reach(demo: DemoWorld, target: BrokerTarget) -> None:

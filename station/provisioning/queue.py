@@ -238,14 +238,27 @@ class BulkQueue:
         ticket.job = job
         return ticket
 
+    def _to_configure(self, home: Home) -> list[ProvisioningJob]:
+        """The jobs to configure with `home`'s WiFi: its own and those of no home. A
+        job of another home stays queued for a run of that home (its devices must get
+        their own home's network and broker, never this one's)."""
+        return [j for j in self.jobs(TO_CONFIGURE) if j.home_id in (None, home.id)]
+
     def run(self, home: Home, home_password: str) -> RunSummary:
-        """Provision every open job; returns when the queue is empty, paused or cancelled."""
+        """Provision every open job of `home` (and jobs of no home); returns when none is
+        left, or the queue is paused or cancelled."""
         self.cancel_event.clear()
         self.pause_event.clear()
         summary = RunSummary()
         batch_size = self.station.settings.batch_size
+        others = len(self.jobs(TO_CONFIGURE)) - len(self._to_configure(home))
+        if others:
+            log.warning(
+                "%d queued device(s) belong to other homes: left queued for their own home's run",
+                others,
+            )
         while not (self.cancel_event.is_set() or self.pause_event.is_set()):
-            todo = self.jobs(TO_CONFIGURE)[:batch_size]
+            todo = self._to_configure(home)[:batch_size]
             waiting = [self._ticket(j) for j in self.jobs((Status.WAITING,))]
             if not todo and not waiting:
                 break
@@ -258,7 +271,7 @@ class BulkQueue:
         summary.cancelled = self.cancel_event.is_set()
         summary.paused = self.pause_event.is_set() and not summary.cancelled
         if summary.cancelled:
-            for job in self.jobs(TO_CONFIGURE):
+            for job in self._to_configure(home):
                 self.station.registry.update_job(
                     job, status=Status.CANCELLED, error="cancelled before it was configured"
                 )

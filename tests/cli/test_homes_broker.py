@@ -169,3 +169,15 @@ def test_ca_for_a_home_on_the_embedded_broker_is_refused(
     reg = Registry(db)
     assert reg.home("Smith").broker_ca is None
     reg.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["mqtt//admin:s3cret-x@host", "admin:s3cret-x@host:1883", "http://a:s3cret-x@h"]
+)
+def test_a_password_in_a_mistyped_url_is_never_shown(
+    tmp_path, monkeypatch, memory_keyring, capsys, url
+):
+    db = str(tmp_path / "r.db")
+    assert add(db, monkeypatch, "--broker", url) == 2
+    err = capsys.readouterr().err
+    assert "s3cret-x" not in err and "***" in err, err

@@ -45,3 +45,25 @@ def test_a_device_another_station_is_configuring_is_left_alone_then_taken_over(s
     done = ProvisioningJob.get_by_id(job.id)
     assert (done.status, done.station) == (Status.DONE, "laptop-b")
     assert done.device.online and done.device.is_provisioned
+
+
+def test_a_run_configures_only_its_homes_devices(site):
+    """A queue holding devices of two homes: a run for one home gives its WiFi and
+    broker only to that home's devices; the other's stay queued for their own run."""
+    registry = site["registry"]
+    world = site["world"](2)
+    station = site["station"](world)
+    smith = registry.add_home("Smith", world.home_ssid)
+    jones = registry.add_home("Jones", world.home_ssid)
+    queue = BulkQueue(station)
+    first, second = sorted(queue.scan(), key=lambda t: t.ssid)
+    [for_smith] = queue.add([first], smith)
+    [for_jones] = queue.add([second], jones)
+
+    summary = queue.run(smith, world.home_password)
+    assert summary.done == [for_smith.provisioning_id], summary
+    assert ProvisioningJob.get_by_id(for_jones.id).status is Status.REGISTERED
+
+    summary = queue.run(jones, world.home_password)
+    assert summary.done == [for_jones.provisioning_id], summary
+    assert {j.device.home.name for j in ProvisioningJob.select()} == {"Smith", "Jones"}

@@ -165,3 +165,19 @@ def test_a_broker_without_the_plugin_is_a_clear_error(tmp_path):
 def test_an_unreachable_broker_is_a_clear_error():
     with pytest.raises(DynSecError, match=r"cannot reach the MQTT broker at 127\.0\.0\.1"):
         DynSec(AdminLogin("127.0.0.1", free_port(), "admin", "pw")).open()
+
+
+def test_dynamic_security_answers_again_after_the_broker_restarts(tmp_path, mosq):
+    """paho reconnects by itself; the answers' subscription is made again with it
+    (a clean session lost it, and every command then timed out)."""
+    ds = DynSec(AdminLogin("127.0.0.1", mosq.port, "admin", "admin-pw"), timeout=3)
+    ds.client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)
+    with ds:
+        ds.check()
+        port = mosq.port
+        mosq.stop()
+        ds._connected.clear()
+        with Mosquitto(tmp_path / "again", dynsec_admin=("admin", "admin-pw"), port=port):
+            wait_for(lambda: ds._connected.is_set() and ds.client.is_connected(), 10)
+            time.sleep(0.3)  # the SUBACK
+            ds.check()  # answered: no DynSecError (timeout)
