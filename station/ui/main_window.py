@@ -4,6 +4,7 @@ status bar with the laptop's network, the WiFi backend, the broker and device co
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction, QCloseEvent
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from station.followers import UNREACHABLE
 from station.runtime import StationRuntime
+from station.ui.handover_export import HandoverExport
 from station.ui.homes import HomeSelector
 from station.ui.log_panel import LogPanel, QtLogHandler
 from station.ui.settings_dialog import SettingsDialog
@@ -51,6 +53,7 @@ class MainWindow(QMainWindow):
         self.devices_tab = DevicesTab(runtime, self.bridge)
         self.provision_tab = ProvisionTab(runtime, self.homes.selected)
         self._batch_running = False
+        self._export: HandoverExport | None = None  # File → Export handover report
         self.provision_tab.runningChanged.connect(self._set_running)
         self.log_panel = LogPanel(log_handler)
         self.tabs = QTabWidget()
@@ -104,7 +107,10 @@ class MainWindow(QMainWindow):
         settings.triggered.connect(self.open_settings)
         quit_action = QAction("&Quit", self)
         quit_action.triggered.connect(self.close)
+        self.export_action = QAction("Export &handover report…", self)
+        self.export_action.triggered.connect(self.export_handover)
         file_menu.addAction(settings)
+        file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
         prov = self.menuBar().addMenu("&Provision")
@@ -121,6 +127,40 @@ class MainWindow(QMainWindow):
             # Provisioning settings apply now, to the running station too.
             self.runtime.settings.provisioning.__dict__.update(source.provisioning.__dict__)
             log.info("settings saved")
+
+    def export_handover(self) -> None:
+        """The selected home's handover report: a PDF to print (with QR labels) and a
+        CSV beside it, written off the GUI thread."""
+        from PySide6.QtWidgets import QFileDialog
+
+        home = self.homes.current()
+        if home is None:
+            QMessageBox.information(self, "Handover report", "Add or select a home first.")
+            return
+        if self._export is not None and self._export.busy:
+            return
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in home.name).strip("-")
+        suggested = str(Path.home() / f"{safe or 'home'}-handover.pdf")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export handover report", suggested, "PDF (*.pdf)"
+        )
+        if not path:
+            return
+        self._export = HandoverExport(self.runtime, self)
+        self._export.finished.connect(self._handover_written)
+        self._export.failed.connect(
+            lambda message: QMessageBox.warning(self, "Handover report", message)
+        )
+        self.statusBar().showMessage(f"Writing the handover report for {home.name}…")
+        self._export.export(home, path)
+
+    def _handover_written(self, pdf: str, csv: str, devices: int) -> None:
+        self.statusBar().showMessage(f"Handover report written: {pdf}", 10_000)
+        QMessageBox.information(
+            self,
+            "Handover report",
+            f"Written for {devices} device(s):\n{pdf}\n{csv}",
+        )
 
     def open_wizard(self) -> None:
         from station.ui.wizard import ProvisionWizard
