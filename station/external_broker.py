@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -32,7 +33,7 @@ from station.dynsec import AdminLogin, DynSec, DynSecError
 from station.errors import StationError
 from station.registry.models import Device, Home
 from station.registry.service import Registry
-from station.registry.tracking import TRACKED_LEAVES, Tracker
+from station.registry.tracking import TRACKED_LEAVES, DeviceUpdate, Tracker
 from station.secrets import SecretStore
 from station.settings import station_id
 
@@ -75,6 +76,7 @@ class ExternalBroker:
             registry.db, Tracker(reading_min_interval_s), flush_interval=flush_interval_s
         )
         self.client_name = station_client_name()
+        self._client_id = f"{self.client_name}-{secrets.token_hex(3)}"
         self._follower: paho.Client | None = None
         self._password = ""  # the station client's, for this run (dynsec.station_client)
         self._ready = threading.Event()
@@ -125,10 +127,10 @@ class ExternalBroker:
     def _follow(self, password: str) -> None:
         c = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
-            # The login is the station's; the client id is this process's, so the
+            # The login is the station's; the client id is this follower's, so the
             # window and a `station provision` of the same station never take each
             # other's connection over (Mosquitto drops the older of two equal ids).
-            client_id=f"{self.client_name}-{os.getpid()}",
+            client_id=self._client_id,
             protocol=paho.MQTTv311,
             clean_session=True,
         )
@@ -247,6 +249,30 @@ class ExternalBroker:
     def remove_listener(self, listener: Listener) -> None:
         self.ingest.remove_listener(listener)
 
+    def reply_to(
+        self, device: Device, name: str, send: Callable[[], object], timeout: float = 10.0
+    ) -> dict | None:
+        """Run `send` (which sends command `name` to `device`) and wait for the device's
+        answer on its event topic; None if none came within `timeout`. Listening starts
+        before the send, so a fast answer is not missed."""
+        answer: list[dict] = []
+        got = threading.Event()
+
+        def listen(update: DeviceUpdate) -> None:
+            if update.node_name != device.node_name or update.kind != "event":
+                return
+            if update.data.get("cmd") in (name, None) and not got.is_set():
+                answer.append(update.data)
+                got.set()
+
+        self.add_listener(listen)
+        try:
+            send()
+            got.wait(timeout)
+        finally:
+            self.remove_listener(listen)
+        return answer[0] if answer else None
+
     # -- station.device_ops.Broker: removal clears the device's retained topics ----------
 
     def retained_topics(self, topic_filter: str, settle: float = 0.5) -> list[str]:
@@ -256,7 +282,7 @@ class ExternalBroker:
         done = threading.Event()
         c = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
-            client_id=f"{self.client_name}-{os.getpid()}-scan",
+            client_id=f"{self._client_id}-scan",
             protocol=paho.MQTTv311,
         )
         c.username_pw_set(self.client_name, self._password)

@@ -254,13 +254,31 @@ def run_command(args: argparse.Namespace) -> int:
         ):
             print("Nothing sent.")
             return 1
-        remote = control.connect(registry.location)
-        if remote is None:
-            control.NoBroker().send_command(device, {})  # raises with the explanation
-            return 2
-        with remote:
-            DeviceOps(registry, remote).send(device, spec.name, **values)
-            reply = remote.wait_reply(device, spec.name, args.timeout)
+        home = device.home
+        if home is not None and home.broker_url:
+            # The device reports to its home's own broker: the command goes there.
+            from station import external_broker
+            from station.secrets import SecretStore
+
+            ext = external_broker.for_home(registry, SecretStore(), home)
+            assert ext is not None  # a home with a broker URL
+            try:
+                reply = ext.reply_to(
+                    device,
+                    spec.name,
+                    lambda: DeviceOps(registry, ext).send(device, spec.name, **values),
+                    args.timeout,
+                )
+            finally:
+                ext.stop()
+        else:
+            remote = control.connect(registry.location)
+            if remote is None:
+                control.NoBroker().send_command(device, {})  # raises with the explanation
+                return 2
+            with remote:
+                DeviceOps(registry, remote).send(device, spec.name, **values)
+                reply = remote.wait_reply(device, spec.name, args.timeout)
         if reply is None:
             state = "online" if device.online else "offline"
             print(

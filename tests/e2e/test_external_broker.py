@@ -194,3 +194,22 @@ def test_demo_batch_to_a_real_mosquitto_from_the_command_line(tmp_path, mosq):
         assert f"as esp32_dht11_00{n} " in log
     dynsec = json.loads(Path(mosq.workdir / "dynsec.json").read_text())
     assert {c["username"] for c in dynsec["clients"]} >= {f"esp32_dht11_00{n}" for n in (1, 2, 3)}
+
+
+def test_a_command_from_the_cli_reaches_a_device_on_its_homes_broker(
+    tmp_path, home_site, memory_keyring, capsys
+):
+    """`station devices command NODE identify` for a device of a home with its own
+    broker goes through that broker (not the station's), and prints the device's
+    answer."""
+    from station.cli import main
+    from station.secrets import SecretStore
+
+    registry, mosq = home_site["registry"], home_site["mosq"]
+    target = parse(f"mqtt://127.0.0.1:{mosq.port}")
+    SecretStore().set_broker_login(target.key, *ADMIN)  # as `homes add --broker` left it
+    node = registry.devices()[0].node_name
+    rc = main(["--db", str(tmp_path / "registry.sqlite3"), "devices", "command", node, "identify"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert out.startswith(f"{node}: ") and "no answer" not in out
