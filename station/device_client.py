@@ -175,6 +175,10 @@ class TrialStatus:
     wifi: str  # idle | connecting | connected | wrong_password | no_ap_found | failed
     ip: str | None
     broker: str  # unknown | reachable | unreachable
+    # Why the broker check failed, when the firmware knows more than "unreachable"
+    # (firmware/README.md): a code such as tls_untrusted, and a sentence for a person.
+    broker_error: str | None = None
+    broker_detail: str | None = None
 
     @property
     def final(self) -> bool:
@@ -311,7 +315,14 @@ class DeviceClient:
                 ipaddress.IPv4Address(ip)
             except ValueError:
                 raise self._malformed("/api/status", f"ip {ip!r} is not an IPv4 address") from None
-        return TrialStatus(wifi=wifi, ip=ip, broker=broker)
+        error, detail = obj.get("broker_error"), obj.get("broker_detail")
+        return TrialStatus(
+            wifi=wifi,
+            ip=ip,
+            broker=broker,
+            broker_error=_printable(error, 40),
+            broker_detail=_printable(detail, 300),
+        )
 
     def wait_for_trial(
         self,
@@ -618,6 +629,14 @@ class DeviceClient:
 
     def _broker_error(self, s: TrialStatus) -> BrokerUnreachable:
         where = f"{self._broker[0]}:{self._broker[1]}" if self._broker else "the MQTT broker"
+        if s.broker_error and s.broker_error.startswith("tls_"):
+            what = s.broker_detail or f"TLS to {where} failed ({s.broker_error})"
+            return BrokerUnreachable(
+                f"The device joined {self._network()} and reached the MQTT broker, but its "
+                f"TLS connection failed: {what}. {TLS_ADVICE.get(s.broker_error, TLS_ADVICE[''])}",
+                url=self.base_url,
+                status=s,
+            )
         return BrokerUnreachable(
             f"The device joined {self._network()} but cannot reach the station's MQTT broker "
             f"at {where} from there. Check that this computer is on that network with this "
@@ -628,6 +647,30 @@ class DeviceClient:
 
 
 # --- helpers -----------------------------------------------------------------------
+
+# What to do about a TLS failure the device reports (firmware/tlsfail.py's codes).
+TLS_ADVICE = {
+    "tls_untrusted": "Give the home the CA that signed the broker's certificate "
+    "(`station homes edit HOME --ca FILE`).",
+    "tls_hostname": "The broker's certificate must name the address the devices are given; "
+    "use that name in the home's broker URL, or a certificate that names it.",
+    "tls_expired": "Renew the broker's certificate.",
+    "tls_not_yet_valid": "Check the broker's certificate dates, and that the device can "
+    "reach an NTP server (its clock starts at 2000).",
+    "tls_bad_ca": "The CA certificate the home holds cannot be read by the device; give "
+    "it again (`station homes edit HOME --ca FILE`).",
+    "tls_handshake": "Check that the broker speaks TLS on that port (mqtts://, usually 8883).",
+    "": "Check the broker's certificate and the CA the home holds.",
+}
+
+
+def _printable(value: object, limit: int) -> str | None:
+    """An optional text field of the device's, kept only if it is a short plain line."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = "".join(c for c in value if c.isprintable())[:limit]
+    return text or None
+
 
 _FIELD_WORDS = {
     "ssid": "home WiFi name",

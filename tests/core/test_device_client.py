@@ -339,3 +339,44 @@ def test_proxy_settings_are_ignored_for_the_device(fake_device, fake_client, mon
     monkeypatch.setenv("NO_PROXY", "")
     fake_device.json("GET", "/api/info", SEED_INFO)
     assert fake_client().info().chip_id == CHIP
+
+
+@pytest.mark.parametrize(
+    ("code", "detail", "advice"),
+    [
+        (
+            "tls_untrusted",
+            "TLS to 192.168.29.91:8883: the broker's certificate is not signed by the CA "
+            "the device was given",
+            "station homes edit HOME --ca FILE",
+        ),
+        ("tls_hostname", "TLS to x:8883: the broker's certificate is not for x", "must name"),
+        ("tls_handshake", "TLS to x:8883: no TLS answer", "speaks TLS on that port"),
+        ("tls_new_kind", "TLS to x:8883: something new", "Check the broker's certificate"),
+    ],
+)
+def test_a_tls_failure_the_device_reports_is_said_with_what_to_do(
+    fake_device, fake_client, code, detail, advice
+):
+    """The firmware's broker check names why TLS failed (firmware/tlsfail.py; tested
+    against a real TLS Mosquitto in tests/firmware/test_tls.py): the station says that,
+    not "check the firewall"."""
+    status = {"wifi": "connected", "ip": "192.168.29.100", "broker": "unreachable"}
+    fake_device.json(
+        "GET", "/api/status", {**status, "broker_error": code, "broker_detail": detail}
+    )
+    fake_device.json("GET", "/api/info", {**SEED_INFO, "mqtt_configured": True})
+    with pytest.raises(BrokerUnreachable) as err:
+        fake_client().wait_for_trial(5, poll=0.05)
+    text = str(err.value)
+    assert detail in text and advice in text and "firewall" not in text
+    assert err.value.status.broker_error == code
+
+
+def test_a_status_without_the_new_fields_is_read_as_before(fake_device, fake_client):
+    status = {"wifi": "connected", "ip": "192.168.29.100", "broker": "unreachable"}
+    fake_device.json("GET", "/api/status", {**status, "broker_error": 7, "broker_detail": None})
+    fake_device.json("GET", "/api/info", {**SEED_INFO, "mqtt_configured": True})
+    with pytest.raises(BrokerUnreachable, match="firewall") as err:
+        fake_client().wait_for_trial(5, poll=0.05)
+    assert err.value.status == TrialStatus("connected", "192.168.29.100", "unreachable")
