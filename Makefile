@@ -6,10 +6,14 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: run demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml firmware/typings.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# MicroPython's ESP32 and stdlib stubs for the firmware's type check: loose .pyi
+	# files, so in a folder of their own (station/sim/firmware_types.py).
+	rm -rf $(VENV)/mpy-typings
+	$(BIN)/python -m pip install --quiet --no-user --target $(VENV)/mpy-typings -r firmware/typings.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -25,6 +29,7 @@ test: $(STAMP)
 	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 	$(BIN)/ruff check station broker tests benchmarks main.py
 	$(BIN)/mypy
+	$(BIN)/python -m station.sim.firmware_types
 
 lint: $(STAMP)
 	$(BIN)/ruff check station broker tests benchmarks main.py

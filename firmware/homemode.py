@@ -28,7 +28,7 @@ class HomeMode:
         self.t_cmd = p + "/cmd"
         self.t_event = p + "/event"
         self.interval = dev.cfg.get("interval", dev.timing["interval_s"])
-        self.next_at = 0
+        self.next_at = time.ticks_ms()
         self.client = None
         self.ip = None
         self.blinking = False
@@ -178,7 +178,7 @@ class HomeMode:
         board = self.dev.board
         try:
             temp, hum = board.read_dht()
-            doc = {"temperature": float(temp), "humidity": float(hum)}
+            doc = {"temperature": float(temp), "humidity": float(hum)}  # type: dict
         except Exception:  # the DHT11 timed out or sent garbage: report, never crash
             doc = {"temperature": None, "humidity": None, "error": "sensor_timeout"}
         gc.collect()
@@ -246,7 +246,7 @@ class HomeMode:
             self._reply({"cmd": cmd, "ok": True})
         elif cmd == "set_interval":
             value = doc.get("value")
-            if not validate.is_interval(value):
+            if value is None or not validate.is_interval(value):
                 self._reply({"cmd": cmd, "ok": False, "error": "bad_value",
                              "detail": "value must be an integer %d-%d" % (validate.INTERVAL_MIN, validate.INTERVAL_MAX)})
                 return

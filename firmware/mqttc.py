@@ -50,8 +50,8 @@ class Client:
         self._pid = 0
         self._unacked = {}  # packet id -> True until PUBACK/SUBACK
         self._suback = {}
-        self._last_rx = 0
-        self._last_tx = 0
+        self._last_rx = time.ticks_ms()
+        self._last_tx = time.ticks_ms()
         self._ping_at = None  # ticks of the PINGREQ not answered yet
         self._tasks = []
 
@@ -78,7 +78,7 @@ class Client:
         if head[3] != 0:
             raise MQTTError("connection refused, code %d" % head[3])
         self._last_rx = time.ticks_ms()
-        self._tasks = [asyncio.create_task(self._reader(on_message)),
+        self._tasks = [asyncio.create_task(self._reader(stream, on_message)),
                        asyncio.create_task(self._pinger())]
 
     def _next_pid(self):
@@ -88,11 +88,14 @@ class Client:
     async def _send(self, data, tail=None):
         if self.dead.is_set():
             raise OSError("connection lost")
+        stream = self.stream
+        if stream is None:
+            raise OSError("not connected")
         async with self._lock:
-            self.stream.write(data)
+            stream.write(data)
             if tail:
-                self.stream.write(tail)
-            await self.stream.drain()
+                stream.write(tail)
+            await stream.drain()
             self._last_tx = time.ticks_ms()
 
     async def publish(self, topic, msg, retain=False, qos=0, timeout_ms=5000):
@@ -172,8 +175,7 @@ class Client:
         except Exception:
             await self.close()
 
-    async def _reader(self, on_message):
-        s = self.stream
+    async def _reader(self, s, on_message):
         try:
             while True:
                 kind = (await s.readexactly(1))[0]

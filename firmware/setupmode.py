@@ -87,7 +87,7 @@ class SetupMode:
         }
 
     def scan(self, _):
-        best = {}
+        best = {}  # type: dict
         for ssid, rssi, secure in self.dev.board.scan():
             if ssid and (ssid not in best or rssi > best[ssid][0]):
                 best[ssid] = (rssi, secure)

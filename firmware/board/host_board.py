@@ -32,10 +32,11 @@ class Board:
     platform = "host"
 
     def __init__(self):
-        self.air = os.getenv("ESP32SIM_AIR")
+        where = os.getenv("ESP32SIM_AIR") or ""
         chip = os.getenv("ESP32SIM_CHIP_ID") or ""
-        if not self.air or len(chip) != 12:
+        if not where or len(chip) != 12:
             raise ValueError("host board needs ESP32SIM_AIR and a 12-digit ESP32SIM_CHIP_ID")
+        self.air = where
         self._chip = chip.upper()
         self.dev_dir = self.air + "/devices/" + self._chip
         self.flash_dir = os.getenv("ESP32SIM_FLASH") or self.dev_dir + "/flash"
@@ -50,7 +51,8 @@ class Board:
         self._led = None
         self._led_changes = 0
         self._sta = None  # (ssid, password, ticks when joining began)
-        self._cache = (None, 0, None)  # (ssid, ticks, network) keeps file reads rare
+        # (ssid, ticks, network) keeps file reads rare
+        self._cache = (None, time.ticks_ms(), None)  # type: tuple
 
     # --- identity, time, randomness ----------------------------------------
 
@@ -159,7 +161,7 @@ class Board:
 
     def sta_connect(self, ssid, password):
         self._sta = (ssid, password, time.ticks_ms())
-        self._cache = (None, 0, None)
+        self._cache = (None, time.ticks_ms(), None)
 
     def sta_disconnect(self):
         self._sta = None
@@ -178,15 +180,17 @@ class Board:
         return "connected"
 
     def sta_ip(self):
-        if self.sta_status() != "connected":
+        sta = self._sta
+        if sta is None or self.sta_status() != "connected":
             return None
-        net = self._network(self._sta[0])
+        net = self._network(sta[0])
         return net.get("ip_prefix", "192.168.29.") + str(100 + int(self._chip[-2:], 16) % 150)
 
     def sta_rssi(self):
-        if self.sta_status() != "connected":
+        sta = self._sta
+        if sta is None or self.sta_status() != "connected":
             return None
-        net = self._network(self._sta[0])
+        net = self._network(sta[0])
         return net.get("rssi", -55) + random.getrandbits(2) - 2
 
     def scan(self):
@@ -207,9 +211,10 @@ class Board:
 
     def route(self, host, port):
         # Where a TCP connection to host:port lands, seen from the joined home network.
-        if self.sta_status() != "connected":
+        sta = self._sta
+        if sta is None or self.sta_status() != "connected":
             raise OSError(_EHOSTUNREACH)
-        net = self._network(self._sta[0])
+        net = self._network(sta[0])
         dest = "%s:%d" % (host, port)
         target = (net.get("reach") or {}).get(dest)
         if not target:
