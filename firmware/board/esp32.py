@@ -18,19 +18,33 @@ def _code(name, default):
     return getattr(network, name, default)
 
 
-# network.WLAN.status() codes -> PROTOCOL.md /api/status words. Once the STA has
-# given up (see sta_connect), status() is ESP-IDF's last disconnect reason. A wrong
-# WPA2 password usually shows up as a 4-way handshake timeout (15) or a connection
-# failure (205), rarely as AUTH_FAIL (202); 210-212 are "no AP found" variants
-# (none with compatible security / within the authmode or RSSI threshold).
+# network.WLAN.status() codes -> PROTOCOL.md /api/status words (docs/HARDWARE.md).
+# Checked against MicroPython's ESP32 port at 1.29 (v1.29.0-preview-731, unchanged
+# since v1.28.0) and ESP-IDF v5.3-v5.5:
+# - 1000/1001/1010 are MicroPython's (ports/esp32/modnetwork.h:62-68); every other
+#   STAT_ is an ESP-IDF wifi_err_reason_t under another name
+#   (modnetwork_globals.h:79-94; esp_wifi_types_generic.h).
+# - status() (ports/esp32/network_wlan.c:375-410) returns 201, 210-212 and 202 as soon
+#   as one attempt ends with them, even while retrying; it folds 205 CONNECTION_FAIL
+#   into 202, so 205 itself never comes out. Other reasons (15, 204, 2, 200, 203)
+#   show as 1001 while retries remain, then as the raw number.
+# - A wrong WPA2 password is normally 15 (4-way handshake timeout: the supplicant
+#   gives up after 3 resent EAPOL 1/4, components/wpa_supplicant/src/rsn_supp/
+#   wpa.c:2053, v5.5.2), sometimes 204 or 202 (ESP-IDF's "reason code related to
+#   wrong password" table, docs/en/api-guides/wifi.rst:1228-1251, v5.5.2, lists
+#   15, 201, 204); 202 is what WPA3-SAE gives.
+# - 210-212: no AP with compatible security / within the authmode or RSSI threshold
+#   (ESP-IDF >= 5.0; MicroPython 1.29 needs ESP-IDF >= 5.3, so they always exist).
 _STATUS = {
     _code("STAT_IDLE", 1000): "idle",
     _code("STAT_CONNECTING", 1001): "connecting",
     _code("STAT_GOT_IP", 1010): "connected",
 }
+# 4WAY_HANDSHAKE_TIMEOUT, AUTH_FAIL, HANDSHAKE_TIMEOUT; 205 CONNECTION_FAIL too, should
+# a later MicroPython pass it through instead of folding it into 202.
 for _c in (15, 202, 204, 205):
     _STATUS[_c] = "wrong_password"
-for _c in (201, 210, 211, 212):
+for _c in (201, 210, 211, 212):  # NO_AP_FOUND and its three variants
     _STATUS[_c] = "no_ap_found"
 
 
@@ -115,8 +129,9 @@ class Board:
         except OSError:
             pass
         try:
-            # MicroPython's default is to retry forever with status() stuck at
-            # STAT_CONNECTING, hiding the reason; after 2 retries it reports it.
+            # MicroPython's default is to retry forever, and status() then stays at
+            # STAT_CONNECTING for reasons such as 15 (a wrong password): after 2
+            # retries (3 attempts, network_wlan.c:156-170, 632-639) it says the reason.
             self._sta.config(reconnects=2)
         except Exception:
             pass  # firmware without the option: the trial times out as "failed"

@@ -6,6 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from station.errors import StationError
 from station.sim import firmware
 
 DEFAULT_OUT = Path("firmware-build")
@@ -51,6 +52,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     deploy.set_defaults(func=run_deploy)
 
+    probe = sub.add_parser(
+        "probe",
+        help="measure a real board (the firmware deployed on it): heap free, start-up "
+        "time, a WiFi trial's result and its raw status codes (docs/HARDWARE.md)",
+    )
+    probe.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB0")
+    probe.add_argument("--ssid", help="a WiFi network for the trial (none: no trial)")
+    probe.add_argument(
+        "--password-stdin", action="store_true", help="read the trial's WiFi password from stdin"
+    )
+    probe.add_argument("--json", action="store_true", help="the raw figures as one JSON object")
+    probe.add_argument(
+        "--mpremote", help="path of the mpremote program (default: the one installed)"
+    )
+    probe.set_defaults(func=run_probe)
+
 
 def _passphrase_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -85,4 +102,17 @@ def _deploy(args: argparse.Namespace, build_dir: Path) -> int:
         mpremote=args.mpremote,
     )
     print(f"deployed {build_dir} to {args.port}" + (" and reset it" if args.reset else ""))
+    return 0
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    import sys
+
+    from station.sim import board_probe
+
+    password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else ""
+    if args.password_stdin and not args.ssid:
+        raise StationError("--password-stdin is for the trial: give the network with --ssid")
+    found = board_probe.run(args.port, args.ssid, password, args.mpremote)
+    print(board_probe.as_json(found) if args.json else board_probe.report(found))
     return 0
