@@ -70,7 +70,11 @@ def ensure_app() -> None:
     argv = (
         ["station"] if os.environ.get("QT_QPA_PLATFORM") else ["station", "-platform", "offscreen"]
     )
-    _app = QGuiApplication(argv)
+    # A QApplication, not a bare QGuiApplication: the process may show widgets later
+    # (the window, a test run), and Qt aborts on a widget made under a QGuiApplication.
+    from PySide6.QtWidgets import QApplication
+
+    _app = QApplication(argv)
 
 
 def mm(value: float) -> float:

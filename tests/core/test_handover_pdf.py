@@ -125,3 +125,24 @@ def test_export_handover_is_the_one_call_for_the_gui(tmp_path, registry):
     assert [(r.name, r.location, r.state) for r in got.rows] == [("Hall", "by the door", "pending")]
     assert "by the door" in (tmp_path / "s.csv").read_text(encoding="utf-8-sig")
     assert pages_in(tmp_path / "s.pdf") == 2
+
+
+def test_the_pdfs_own_qt_application_lets_the_process_show_widgets_later():
+    """`station report` starts Qt itself when none runs; a process that goes on to make
+    a widget (the window, a test run) must not abort ("Cannot create a QWidget without
+    QApplication"), which a bare QGuiApplication made it do (the full test run died
+    in the GUI tests after this module)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from station.ui.handover_pdf import ensure_app; ensure_app()\n"
+        "from PySide6.QtWidgets import QLabel; QLabel('x'); print('widget ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "widget ok"
