@@ -21,6 +21,33 @@ from station.sim.demo import FAST_TIMING
 FAST: dict[str, int] = dict(FAST_TIMING)
 
 
+def station_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `station` run as a user's, in throwaway folders: its data
+    (registry, station id) and settings under tmp_path, the demo on FAST timings."""
+    import os
+
+    return dict(
+        os.environ,
+        STATION_DATA_DIR=str(tmp_path / "data"),
+        STATION_CONFIG=str(tmp_path / "settings.json"),
+        STATION_DEMO_TIMING="fast",
+        **extra,
+    )
+
+
+def run_station(
+    tmp_path: Path, *args: str, timeout: float = 200, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m station ARGS` as a user runs it (station_env), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "station", *args],
+        env=station_env(tmp_path, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.02):
     """Poll until predicate() is truthy; return its value or fail with the timeout."""
     deadline = time.monotonic() + timeout

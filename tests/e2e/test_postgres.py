@@ -5,25 +5,21 @@ the clear messages for a refused login, a missing database and a missing driver.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 from playhouse.db_url import connect
+from support import station_env
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def station(tmp_path, *args: str, code: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        STATION_DATA_DIR=str(tmp_path / "data"),
-        STATION_CONFIG=str(tmp_path / "settings.json"),
-        STATION_DEMO_TIMING="fast",
-    )
     argv = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "station", *args]
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=200)
+    return subprocess.run(
+        argv, env=station_env(tmp_path), capture_output=True, text=True, timeout=200
+    )
 
 
 def test_demo_batch_on_postgresql_then_read_by_another_process(tmp_path, pg_url):

@@ -7,7 +7,6 @@ all devices are online on the shared broker."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,19 +14,14 @@ from pathlib import Path
 import pytest
 from mosquitto import Mosquitto
 from playhouse.db_url import connect
+from support import station_env
 
 pytestmark = pytest.mark.timeout(300)
 ADMIN = ("admin", "admin-secret")
 
 
 def start_station(tmp_path: Path, name: str, *args: str) -> subprocess.Popen[str]:
-    env = dict(
-        os.environ,
-        STATION_ID=name,
-        STATION_DATA_DIR=str(tmp_path / name / "data"),
-        STATION_CONFIG=str(tmp_path / name / "settings.json"),
-        STATION_DEMO_TIMING="fast",
-    )
+    env = station_env(tmp_path / name, STATION_ID=name)
     return subprocess.Popen(
         [sys.executable, "-m", "station", *args],
         env=env,

@@ -7,32 +7,14 @@ MicroPython unix port) come online there over TLS."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from mosquitto import Mosquitto
+from support import run_station as station
 from tls_ca import TestCA
 
 pytestmark = pytest.mark.timeout(240)
 ADMIN = ("admin", "admin-secret")
-
-
-def station(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        STATION_DATA_DIR=str(tmp_path / "data"),
-        STATION_CONFIG=str(tmp_path / "settings.json"),
-        STATION_DEMO_TIMING="fast",
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "station", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=200,
-    )
 
 
 def test_a_demo_batch_comes_online_on_a_tls_only_mosquitto(tmp_path):
