@@ -229,14 +229,18 @@ class DynSec:
         """Before a batch: the plugin answers this login's commands."""
         self.run({"command": "getDefaultACLAccess"})
 
-    def station_client(self, username: str, topic_root: str) -> str:
+    def station_client(self, username: str, topic_root: str, password: str | None = None) -> str:
         """The station's own client on this broker (following and commanding the
-        devices), with a fresh random password for this run; returns the password.
+        devices), with a new random password, or with `password` (the one this station
+        keeps in its keyring): then an existing client's password is left as it is,
+        since Mosquitto disconnects a client whose password is set, even to the same
+        one (another process of this station using it). Returns the password.
 
         A client of its own, not the admin's: Mosquitto disconnects a client whose
         roles change, and the user's admin account is theirs. The role is created once
         and never modified (modifying it would disconnect every station using it)."""
-        password = secrets.token_urlsafe(32)
+        keep = password is not None
+        password = password or secrets.token_urlsafe(32)
         self.run(
             {"command": "createRole", "rolename": STATION_ROLE, "acls": station_acls(topic_root)},
             tolerate=("Role already exists",),
@@ -251,7 +255,8 @@ class DynSec:
             },
             tolerate=("Client already exists",),
         )
-        self.run({"command": "setClientPassword", "username": username, "password": password})
+        if not keep:
+            self.run({"command": "setClientPassword", "username": username, "password": password})
         return password
 
     def add_device(

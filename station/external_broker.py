@@ -60,6 +60,7 @@ class ExternalBroker:
         flush_interval_s: float = 0.05,
         timeout: float = TIMEOUT_S,
         ca: str | None = None,
+        secrets_store: SecretStore | None = None,
     ) -> None:
         """`ca`: for an mqtts:// target, the CA certificate (PEM) the broker is checked
         with, by the station and by every device it provisions (they have no CA store
@@ -76,6 +77,10 @@ class ExternalBroker:
             registry.db, Tracker(reading_min_interval_s), flush_interval=flush_interval_s
         )
         self.client_name = station_client_name()
+        # The station client's password is kept in the keyring (when there is one), so
+        # every process of this station (the window, a CLI batch) logs in with the same
+        # one: a fresh one per start made the others' reconnects fail.
+        self.secrets = secrets_store
         self._client_id = f"{self.client_name}-{secrets.token_hex(3)}"
         self._follower: paho.Client | None = None
         self._password = ""  # the station client's, for this run (dynsec.station_client)
@@ -115,14 +120,42 @@ class ExternalBroker:
         self.dynsec.open()
         try:
             self.dynsec.check()
-            self._password = self.dynsec.station_client(self.client_name, self.registry.topic_root)
+            self._password, kept = self._station_login()
             self.ingest.start()
-            self._follow(self._password)
+            try:
+                self._follow(self._password)
+            except DynSecError:
+                if not kept:
+                    raise
+                # The broker holds another password for this station (the keyring's
+                # is older, or the broker's config was restored): set a new one.
+                log.info("station login on %s refused: setting a new password", self.target.url)
+                self._drop_follower()
+                self._password = self._station_login(fresh=True)[0]
+                self._follow(self._password)
             self._retrier.start()
         except BaseException:
             self.stop()
             raise
         log.info("following devices on %s as %s", self.target.url, self.client_name)
+
+    def _station_login(self, fresh: bool = False) -> tuple[str, bool]:
+        """The station client's password on this broker, and whether it is the one
+        kept in the keyring (not a new one)."""
+        key = f"station-client:{self.target.url}"
+        kept = self.secrets.broker_login(key) if self.secrets is not None and not fresh else None
+        known = kept[1] if kept is not None and kept[0] == self.client_name else None
+        password = self.dynsec.station_client(self.client_name, self.registry.topic_root, known)
+        if self.secrets is not None and password != known:
+            self.secrets.set_broker_login(key, self.client_name, password)
+        return password, known is not None
+
+    def _drop_follower(self) -> None:
+        if self._follower is not None:
+            self._follower.disconnect()
+            self._follower.loop_stop()
+            self._follower = None
+        self._ready.clear()
 
     def _follow(self, password: str) -> None:
         c = paho.Client(
@@ -146,7 +179,7 @@ class ExternalBroker:
         except OSError as exc:
             raise DynSecError(connect_error(exc, self.target.url, self.target.tls)) from None
         c.loop_start()
-        if not self._ready.wait(self.timeout):
+        if not self._ready.wait(self.timeout) or self._rc is None or self._rc.is_failure:
             raise DynSecError(
                 f"the MQTT broker at {self.target.url} did not accept the station's own "
                 f"client ({self._rc})"
@@ -162,6 +195,8 @@ class ExternalBroker:
         if not rc.is_failure:
             # Also after a reconnect: a clean session forgets its subscriptions.
             c.subscribe(self._filters())
+        elif not self._ready.is_set():
+            self._ready.set()  # refused at the start: _follow says so at once
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         self.ingest.put_message(msg.topic, bytes(msg.payload), time.time())
@@ -175,10 +210,7 @@ class ExternalBroker:
                 "external broker: logins never created for %s (the broker did not answer)",
                 ", ".join(self.pending),
             )
-        if self._follower is not None:
-            self._follower.disconnect()
-            self._follower.loop_stop()
-            self._follower = None
+        self._drop_follower()
         self.ingest.stop()
         self.dynsec.close()
 
@@ -369,7 +401,12 @@ def for_home(
             f"{target.scheme}://USER:PASSWORD@{target.host}:{target.port}`"
         )
     ext = ExternalBroker(
-        registry, target, login, reading_min_interval_s=reading_min_interval_s, ca=home.broker_ca
+        registry,
+        target,
+        login,
+        reading_min_interval_s=reading_min_interval_s,
+        ca=home.broker_ca,
+        secrets_store=secrets,
     )
     try:
         ext.start()

@@ -117,3 +117,67 @@ def test_a_tls_broker_without_a_ca_cannot_take_devices(registry, tls_mosq):
     # (The fixture's readiness probe is a bare TCP connect: Mosquitto logs it as a
     # failed TLS connection, never as "New connection".)
     assert "New connection" not in tls_mosq.log_path.read_text()
+
+
+def test_two_processes_of_one_station_share_its_login_on_the_broker(
+    registry, tls_mosq, ca, memory_keyring
+):
+    """The window and a CLI batch of one station each start a follower: the station
+    client's password is kept in the keyring, so the second start does not change it
+    under the first (whose reconnects would then be refused)."""
+    from station.secrets import SecretStore
+
+    target = parse(f"mqtts://127.0.0.1:{tls_mosq.port}")
+    assert target is not None
+    first, second = (
+        ExternalBroker(registry, target, ADMIN, ca=ca.pem, secrets_store=SecretStore())
+        for _ in range(2)
+    )
+    first.start()
+    try:
+        second.start()
+        try:
+            assert first.connected and second.connected
+            # A new connection with the first's password (what its reconnect sends).
+            got: dict[str, object] = {}
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="reconnect-check")
+            c.username_pw_set(first.client_name, first._password)
+            c.tls_set(ca_certs=str(ca.path))
+            c.on_connect = lambda _c, _u, _f, rc, _p: got.setdefault("rc", rc)
+            c.connect("127.0.0.1", tls_mosq.port)
+            c.loop_start()
+            try:
+                wait_for(lambda: "rc" in got, 5)
+                assert not got["rc"].is_failure, got["rc"]
+            finally:
+                c.disconnect()
+                c.loop_stop()
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+def test_a_stale_kept_password_is_replaced_once_the_broker_refuses_it(
+    registry, tls_mosq, ca, memory_keyring
+):
+    from station.external_broker import station_client_name
+    from station.secrets import SecretStore
+
+    target = parse(f"mqtts://127.0.0.1:{tls_mosq.port}")
+    assert target is not None
+    store = SecretStore()
+    first = ExternalBroker(registry, target, ADMIN, ca=ca.pem, secrets_store=store)
+    first.start()
+    first.stop()
+    # The keyring's entry is older than the broker's (a restored keyring, another laptop).
+    key = f"station-client:{target.url}"
+    store.set_broker_login(key, station_client_name(), "an-old-password")
+    again = ExternalBroker(registry, target, ADMIN, ca=ca.pem, secrets_store=store)
+    again.start()
+    try:
+        assert again.connected
+        assert store.broker_login(key) == (station_client_name(), again._password)
+        assert again._password != "an-old-password"
+    finally:
+        again.stop()
