@@ -30,4 +30,5 @@ TIMING = {
     "identify_s": 5,
     "button_window_ms": 2000,  # BOOT must be pressed within this after power-on
     "button_hold_s": 5,
+    "ota_read_ms": 10000,  # an OTA download gives up when one read waits this long
 }
