@@ -5,6 +5,7 @@
 import asyncio
 import gc
 import json
+import sys
 import time
 
 import factory
@@ -34,6 +35,7 @@ class HomeMode:
         self.blinking = False
         self.client_connected = False
         self.leaving = False  # reboot/factory_reset under way: do not reconnect
+        self.updating = False  # an ota command is running
         self.failure = None  # (broker_error, broker_detail) of the last failed session start
 
     async def run(self):
@@ -264,6 +266,19 @@ class HomeMode:
         elif cmd == "factory_reset":
             self._reply({"cmd": cmd, "ok": True})
             asyncio.create_task(self._leave(True))
+        elif cmd == "ota":
+            import ota  # only now: a running device does not carry the update code
+
+            bad = ota.check(doc)
+            if bad or self.updating or self.leaving:
+                if not self.updating:
+                    sys.modules.pop("ota", None)
+                self._reply({"cmd": cmd, "ok": False, "error": "bad_value",
+                             "detail": bad or "an update or a reboot is already under way"})
+                return
+            self.updating = True
+            self._reply({"cmd": cmd, "ok": True})
+            asyncio.create_task(self._ota(doc))
         else:
             self._reply({"cmd": cmd, "ok": False, "error": "unknown_cmd"})
 
@@ -277,6 +292,26 @@ class HomeMode:
                 await client.publish(topic, msg)
         except Exception as e:
             log("mqtt: event not sent:", _why(e))
+
+    async def _ota(self, doc):
+        import ota
+
+        version = doc["version"]
+
+        async def say(state, reason):
+            msg = {"event": "ota", "state": state, "version": version}  # type: dict
+            if reason:
+                msg["reason"] = reason
+            await self._publish_quietly(self.t_event, json.dumps(msg))
+
+        try:
+            done = await ota.run(self.dev, doc, say)
+        finally:
+            self.updating = False
+        sys.modules.pop("ota", None)  # the device keeps running: give its heap back
+        gc.collect()
+        if done:
+            await self._leave(False)  # into the new set (the trial)
 
     async def _identify(self):
         board = self.dev.board

@@ -18,6 +18,7 @@ let every surface read the description, rather than each surface knowing them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,20 @@ class Arg:
             raise CommandError(
                 f"{self.name} must be {self.minimum} to {self.maximum}{unit}, got {value}"
             )
+        return value
+
+
+@dataclass(frozen=True)
+class TextArg(Arg):
+    """One text argument: minimum/maximum bound its length, pattern its whole form."""
+
+    pattern: str = ""
+
+    def check(self, value: Any) -> str:  # type: ignore[override]
+        if not isinstance(value, str):
+            raise CommandError(f"{self.name} must be text, got {value!r}")
+        if not self.minimum <= len(value) <= self.maximum or not re.fullmatch(self.pattern, value):
+            raise CommandError(f"{self.name}: {self.help}, got {value!r}")
         return value
 
 
@@ -85,6 +100,27 @@ class DeviceCommand:
 # once a second); tests/core/test_commands.py keeps the two equal.
 INTERVAL = Arg("value", "seconds between readings", 1, 3600, "s")
 
+# firmware/ota.py check(): what the device accepts in an ota command (docs/OTA.md).
+OTA_ARGS = (
+    TextArg(
+        "url",
+        "the manifest's http:// URL (http://host[:port]/digest/manifest.json)",
+        8,
+        200,
+        pattern=r"http://[^/\s:]+(:[0-9]{1,5})?/[\x21-\x7e]*",
+    ),
+    TextArg(
+        "sha256", "the manifest's SHA-256, 64 lower-case hex digits", 64, 64, pattern="[0-9a-f]{64}"
+    ),
+    TextArg(
+        "version",
+        "dotted numbers such as 1.1.0",
+        3,
+        40,
+        pattern=r"\d{1,4}(\.\d{1,4}){1,3}([-+][0-9A-Za-z.]{1,20})?",
+    ),
+)
+
 COMMANDS: dict[str, DeviceCommand] = {
     c.name: c
     for c in (
@@ -110,6 +146,14 @@ COMMANDS: dict[str, DeviceCommand] = {
                 "The device erases its WiFi and MQTT settings and returns to setup mode "
                 "(its setup network appears again)."
             ),
+            disconnects=True,
+        ),
+        DeviceCommand(
+            "ota",
+            "Update firmware",
+            "Download, verify and boot a new firmware (events: downloading, verifying, "
+            "rebooting, failed).",
+            args=OTA_ARGS,
             disconnects=True,
         ),
     )
