@@ -23,6 +23,7 @@ class Device:
         self.ap_ssid = factory.AP_SSID_PREFIX + self.chip_id[-6:]
         self.store = devconfig.Store(hw.flash_dir)
         self.cfg = {}
+        self.trial = False  # running a firmware set on trial (OTA), not yet committed
 
     def reboot(self):
         log("rebooting")
@@ -64,6 +65,13 @@ class Device:
     async def run(self):
         log("boot:", factory.MODEL, factory.FIRMWARE, "chip", self.chip_id, "on", sys.platform)
         await self.check_button()
+        # main.py's fwboot left /fw/trial in place: this boot runs a set on trial
+        self.trial = _exists(self.board.flash_dir.rstrip("/") + "/fw/trial")
+        if self.trial:
+            log("boot: firmware", factory.FIRMWARE, "on trial")
+            import otaboot
+
+            asyncio.create_task(otaboot.deadline(self))
         self.cfg = self.store.load()
         last = self._fallback_note()
         if last is None and devconfig.configured(self.cfg):
@@ -111,6 +119,16 @@ class Device:
             return None
         log("boot: back in setup mode after the home network failed:", last.get("wifi"))
         return last
+
+
+def _exists(p):
+    import os
+
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
 
 
 def main():

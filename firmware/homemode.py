@@ -5,6 +5,7 @@
 import asyncio
 import gc
 import json
+import os
 import sys
 import time
 
@@ -139,12 +140,22 @@ class HomeMode:
             self.failure = None
             log("mqtt: connected to", m["broker"], m["port"], "as", m["node_name"], "over TLS" if m.get("tls") else "")
             self._prove()
+            if dev.trial:  # new firmware on trial reached its broker: keep it (OTA)
+                import otaboot
+
+                otaboot.commit(dev)
             # Subscribe first: a station that reacts to "online" with a command must be heard.
             await client.subscribe(self.t_cmd)
             await client.publish(self.t_status, "online", retain=True, qos=1)
             await client.publish(self.t_info, self._info(), retain=True, qos=1)
             for topic, doc in self._discovery():
                 await client.publish(topic, doc, retain=True, qos=1)
+            if _exists(dev.board.flash_dir.rstrip("/") + "/fw/rollback"):
+                import otaboot  # a trial was dropped: say so once
+
+                note = otaboot.take_note(dev)
+                if note:
+                    await client.publish(self.t_event, note)
             await self._state_loop(client)
         finally:
             await client.close()
@@ -278,7 +289,7 @@ class HomeMode:
                 return
             self.updating = True
             self._reply({"cmd": cmd, "ok": True})
-            asyncio.create_task(self._ota(doc))
+            asyncio.create_task(ota.start(self, doc))
         else:
             self._reply({"cmd": cmd, "ok": False, "error": "unknown_cmd"})
 
@@ -292,26 +303,6 @@ class HomeMode:
                 await client.publish(topic, msg)
         except Exception as e:
             log("mqtt: event not sent:", _why(e))
-
-    async def _ota(self, doc):
-        import ota
-
-        version = doc["version"]
-
-        async def say(state, reason):
-            msg = {"event": "ota", "state": state, "version": version}  # type: dict
-            if reason:
-                msg["reason"] = reason
-            await self._publish_quietly(self.t_event, json.dumps(msg))
-
-        try:
-            done = await ota.run(self.dev, doc, say)
-        finally:
-            self.updating = False
-        sys.modules.pop("ota", None)  # the device keeps running: give its heap back
-        gc.collect()
-        if done:
-            await self._leave(False)  # into the new set (the trial)
 
     async def _identify(self):
         board = self.dev.board
@@ -344,6 +335,14 @@ class HomeMode:
             log("factory reset: config erased")
         await asyncio.sleep_ms(self.dev.timing["restart_delay_ms"])
         self.dev.reboot()
+
+
+def _exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
 
 
 def _why(e):

@@ -3,6 +3,7 @@
 # without the setup AP. (The unix port has no machine.reset(): the simulation
 # crashes instead, which its launcher reports.) Kept tiny: it stays in RAM.
 try:
+    __import__("fwboot")  # the firmware set that boots, first on sys.path (OTA)
     import app
 
     app.main()

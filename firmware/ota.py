@@ -156,23 +156,19 @@ def _rmtree(p):
             os.remove(q)
 
 
-def _read_text(p):
-    try:
-        with open(p) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def _root(dev):
     d = dev.board.flash_dir
     return d[:-1] if d.endswith("/") else d
 
 
 def active_set(root):
-    # "a", "b" or None (the factory set at /), from /fw/active.
-    name = (_read_text(root + "/fw/active") or "").strip()
-    return name if name in ("a", "b") else None
+    # "a", "b" or None (the factory set at /), from /fw/active (fwboot.py's format).
+    try:
+        with open(root + "/fw/active") as f:
+            doc = json.loads(f.read())
+        return doc["set"] if doc["set"] in ("a", "b") else None
+    except Exception:
+        return None
 
 
 def _free(root):
@@ -192,9 +188,9 @@ def _good_path(p):
     return all(c in _TAG or c in "_-/" for c in p)
 
 
-def _entries(raw, version):
+def _entries(fh, version):
     try:
-        doc = json.loads(raw)
+        doc = json.load(fh)
     except ValueError:
         raise Failed("manifest is not JSON")
     if not isinstance(doc, dict) or doc.get("format") != 1 or not isinstance(doc.get("files"), list):
@@ -215,6 +211,29 @@ def _entries(raw, version):
 
 
 # --- the update ------------------------------------------------------------------
+
+
+async def start(mode, doc):
+    # The ota command, for homemode.HomeMode `mode`: the update, its events, then the
+    # reboot into the trial (or, after a failure, the heap given back).
+    import sys
+
+    version = doc["version"]
+
+    async def say(state, reason):
+        msg = {"event": "ota", "state": state, "version": version}  # type: dict
+        if reason:
+            msg["reason"] = reason
+        await mode._publish_quietly(mode.t_event, json.dumps(msg))
+
+    try:
+        done = await run(mode.dev, doc, say)
+    finally:
+        mode.updating = False
+    sys.modules.pop("ota", None)  # the device keeps running: give its heap back
+    gc.collect()
+    if done:
+        await mode._leave(False)  # into the new set (the trial)
 
 
 async def run(dev, doc, say):
@@ -239,31 +258,34 @@ async def _run(dev, doc, say):
     mv = memoryview(buf)
     t = dev.timing
     await say("downloading", "")
-    # 1. the manifest, hashed as it arrives
+    # 1. the manifest, hashed as it arrives; kept on flash, not in one RAM block
+    # (json.load reads it from the file piece by piece)
+    root = _root(dev)
+    _mkdir(root + "/fw")
+    mpath = root + "/fw/manifest.tmp"
     stream, length = await _get(dev, host, port, path)
     try:
         if length > MANIFEST_MAX:
             raise Failed("manifest too large (%d bytes)" % length)
-        gc.collect()  # one block of up to 4 KB: from a collected heap
-        raw = bytearray(length)
         h = hashlib.sha256()
         got = 0
-        while got < length:
-            n = await _read_into(stream, mv[:min(CHUNK, length - got)], t)
-            raw[got:got + n] = mv[:n]
-            h.update(mv[:n])
-            got += n
+        with open(mpath, "wb") as fh:
+            while got < length:
+                n = await _read_into(stream, mv[:min(CHUNK, length - got)], t)
+                fh.write(mv[:n])
+                h.update(mv[:n])
+                got += n
     finally:
         await net.close(stream)
     if binascii.hexlify(h.digest()).decode() != doc["sha256"]:
+        os.remove(mpath)
         raise Failed("manifest hash mismatch")
-    files = _entries(raw, doc["version"])
-    del raw
+    with open(mpath) as fh:
+        files = _entries(fh, doc["version"])
+    os.remove(mpath)
     gc.collect()
     # 2. the inactive set, emptied, then each file streamed into it
-    root = _root(dev)
     name = "b" if active_set(root) == "a" else "a"
-    _mkdir(root + "/fw")
     folder = root + "/fw/" + name
     if _exists(folder):
         _rmtree(folder)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fw_helpers import HOME_PASSWORD, HOME_SSID, SEED_BROKER, provision
+from support import wait_for
 
 from station import commands
 from station.fleet.bundle import Bundle, make_bundle
@@ -79,7 +80,7 @@ def test_a_good_bundle_is_downloaded_verified_put_on_trial_and_the_device_reboot
         reply = observer.wait(f"{P}/event", lambda p: json.loads(p).get("cmd") == "ota", 5, after)
         assert json.loads(reply) == {"cmd": "ota", "ok": True}
         _wait_state(observer, after, "rebooting")
-        seen = observer.count(f"{P}/status")
+        seen_info = observer.count(f"{P}/info")
         states = [e["state"] for e in _ota_events(observer, after)]
         assert states == ["downloading", "verifying", "rebooting"]
         assert all(e["version"] == "1.1.0" for e in _ota_events(observer, after))
@@ -91,10 +92,16 @@ def test_a_good_bundle_is_downloaded_verified_put_on_trial_and_the_device_reboot
             assert _sha(flash / "fw" / "a" / f["path"]) == f["sha256"], f["path"]
         # every file fetched once, the manifest too
         assert sum(server.requests.values()) == len(bundle.manifest["files"]) + 1
-        # it rebooted and is back on its broker (into the factory set: boot from the
-        # trial set is step 3, not built yet)
-        observer.wait(f"{P}/status", ONLINE, 20, after=seen)
+        # it rebooted into the new set and confirmed it: committed, then info says 1.1.0
+        raw = observer.wait(
+            f"{P}/info", lambda p: json.loads(p)["firmware"] == "1.1.0", 20, after=seen_info
+        )
+        assert json.loads(raw)["chip_id"] == device.chip_id
         assert 3 in device.exit_codes
+        assert json.loads((flash / "fw" / "active").read_text())["set"] == "a"
+        assert not (flash / "fw" / "trial").exists()
+        assert "committed" in device.log_text()
+        observer.wait(f"{P}/state", after=observer.count(f"{P}/state"), timeout=10)
     finally:
         server.stop()
 
@@ -177,3 +184,47 @@ def test_bad_fields_are_refused_like_other_commands(home, device, api, mqtt_brok
         assert reply["cmd"] == "ota" and reply["ok"] is False, (field, value, reply)
         assert reply["error"] == "bad_value" and field in reply["detail"], (field, value, reply)
     commands.check(good)
+
+
+def test_new_firmware_that_cannot_reach_its_broker_rolls_back(
+    home, air, devices, mqtt_broker, observer, bundle, monkeypatch
+):
+    from fw_helpers import api_for
+
+    from station.sim import device as sim_device
+
+    # the launcher's list of timing keys does not name ota_confirm_s yet
+    monkeypatch.setattr(sim_device, "TIMING_KEYS", sim_device.TIMING_KEYS | {"ota_confirm_s"})
+    device = devices(ota_confirm_s=3)
+    api = api_for(device)
+    server = _serve(air, mqtt_broker, bundle)
+    try:
+        _running(device, api, mqtt_broker, observer)
+        after = _ota(observer, server)
+        _wait_state(observer, after, "rebooting")
+        # the broker goes out of reach for the new firmware
+        host, port = server.address
+        air.add_home_network(HOME_SSID, HOME_PASSWORD, reach={f"{host}:{port}": f"{host}:{port}"})
+        flash = air.flash_dir(device.chip_id)
+        wait_for(lambda: (flash / "fw" / "rollback").exists(), 30, 0.1)
+        assert not (flash / "fw" / "trial").exists()
+        assert not (flash / "fw" / "active").exists()
+        _serve_broker_again(air, mqtt_broker, server)
+        rolled = _wait_state(observer, after, "rolled_back", 30)
+        assert rolled["reason"] == "new firmware did not reach its broker in 3 s"
+        assert rolled["version"] == "1.1.0"
+        info = json.loads(observer.last(f"{P}/info") or b"{}")
+        assert info["firmware"] == "1.0.0"
+        wait_for(lambda: not (flash / "fw" / "rollback").exists(), 5, 0.1)
+    finally:
+        server.stop()
+
+
+def _serve_broker_again(air, mqtt_broker, server: BundleServer) -> None:
+    broker = f"127.0.0.1:{mqtt_broker.port}"
+    host, port = server.address
+    air.add_home_network(
+        HOME_SSID,
+        HOME_PASSWORD,
+        reach={f"{SEED_BROKER}:1883": broker, broker: broker, f"{host}:{port}": f"{host}:{port}"},
+    )
