@@ -144,6 +144,7 @@ class HomeMode:
                 import otaboot
 
                 otaboot.commit(dev)
+                sys.modules.pop("otaboot", None)  # freed once its deadline task ends
             # Subscribe first: a station that reacts to "online" with a command must be heard.
             await client.subscribe(self.t_cmd)
             await client.publish(self.t_status, "online", retain=True, qos=1)
@@ -154,6 +155,7 @@ class HomeMode:
                 import otaboot  # a trial was dropped: say so once
 
                 note = otaboot.take_note(dev)
+                sys.modules.pop("otaboot", None)
                 if note:
                     await client.publish(self.t_event, note)
             await self._state_loop(client)
