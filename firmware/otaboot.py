@@ -15,10 +15,13 @@ def _fw(dev):
 async def deadline(dev):
     # New firmware that has not reached its broker in time goes back to the old set;
     # the old set reports rolled_back once connected.
+    # It looks every second, so that after the commit it ends at once and this module
+    # (unloaded by homemode.py) leaves the heap.
     s = dev.timing["ota_confirm_s"]
-    await asyncio.sleep_ms(s * 1000)
-    if not dev.trial:
-        return  # committed
+    for _ in range(s):
+        await asyncio.sleep_ms(1000)
+        if not dev.trial:
+            return  # committed
     fw = _fw(dev)
     os.remove(fw + "trial")
     with open(fw + "rollback", "w") as f:
