@@ -88,6 +88,8 @@ INCOMING_HIGH = 256
 INCOMING_LOW = 64
 # What the client message loop routes before it looks at SUBSCRIBE/UNSUBSCRIBE/DISCONNECT.
 DELIVERY_BATCH = 64
+# A SUBSCRIBE waits at most this long for the messages queued before it to be routed.
+SUBSCRIBE_ROUTE_WAIT_S = 2.0
 # Bytes waiting in a subscriber's socket buffer past which its QoS 0 messages are dropped.
 OUT_BUFFER_LIMIT = 1024 * 1024
 # Unacknowledged QoS 1/2 deliveries to one subscriber: at this many, routing waits for
@@ -207,7 +209,10 @@ class StationBroker(Broker):
         self.hub = hub
         self.refused_full = 0  # connections closed at once: max_connections reached
         self._subscriptions = SubscriptionIndex()
-        self._broadcast_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(BROADCAST_QUEUE)
+        # Messages to route, and subscribers' marks (_handle_subscription).
+        self._broadcast_queue: asyncio.Queue[dict[str, Any] | asyncio.Future[None]] = asyncio.Queue(
+            BROADCAST_QUEUE
+        )
         # QoS 1/2 deliveries in flight (amqtt kept them in a deque it only trimmed
         # from the front, so one slow subscriber kept every later one alive).
         self._deliveries: set[asyncio.Task[Any]] = set()
@@ -509,6 +514,10 @@ class StationBroker(Broker):
                     getter = None
                 else:
                     broadcast = queue.get_nowait()
+                if isinstance(broadcast, asyncio.Future):  # a subscriber's mark: see below
+                    if not broadcast.done():
+                        broadcast.set_result(None)
+                    continue
                 await self._route(broadcast)
                 routed += 1
                 if routed >= ROUTE_BATCH:
@@ -529,7 +538,35 @@ class StationBroker(Broker):
 
     async def _run_broadcast(self, running_tasks: deque[asyncio.Task[Any]]) -> None:
         """amqtt's single step (kept for anything that calls it): route one message."""
-        await self._route(await self._broadcast_queue.get())
+        broadcast = await self._broadcast_queue.get()
+        if isinstance(broadcast, asyncio.Future):
+            if not broadcast.done():
+                broadcast.set_result(None)
+            return
+        await self._route(broadcast)
+
+    async def _handle_subscription(
+        self,
+        client_session: Session,
+        handler: BrokerProtocolHandler,
+        subscribe_waiter: asyncio.Future[Any],
+    ) -> None:
+        """amqtt's, after every message queued for routing before this SUBSCRIBE has
+        been routed. Routing runs behind the publishers' PUBACKs, so a message a client
+        published (and had acknowledged) just before it subscribed could otherwise be
+        routed after the subscription exists: delivered live and again as the retained
+        replay. Mosquitto routes before it acknowledges; a mark through the routing
+        queue gives the same order here."""
+        mark: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            self._broadcast_queue.put_nowait(mark)
+        except asyncio.QueueFull:
+            mark.set_result(None)  # a full queue: subscribe now rather than wait on it
+        try:
+            await asyncio.wait_for(asyncio.shield(mark), SUBSCRIBE_ROUTE_WAIT_S)
+        except TimeoutError:
+            log.debug("subscribe of %s went ahead of the routing backlog", client_session.client_id)
+        await super()._handle_subscription(client_session, handler, subscribe_waiter)
 
     async def _route(self, broadcast: dict[str, Any]) -> None:
         topic = broadcast["topic"]

@@ -30,6 +30,6 @@ TIMING = {
     "identify_s": 5,
     "button_window_ms": 2000,  # BOOT must be pressed within this after power-on
     "button_hold_s": 5,
-    "ota_read_ms": 10000,
-    "ota_confirm_s": 60,  # new firmware on trial must reach its broker within this  # an OTA download gives up when one read waits this long
+    "ota_read_ms": 10000,  # an OTA download gives up when one read waits this long
+    "ota_confirm_s": 60,  # new firmware on trial must reach its broker within this
 }

@@ -51,6 +51,8 @@ TIMING_KEYS = frozenset(
         "button_window_ms",
         "button_hold_s",
         "assoc_ms",
+        "ota_read_ms",
+        "ota_confirm_s",
     }
 )
 

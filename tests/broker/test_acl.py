@@ -174,3 +174,21 @@ def test_retained_message_delivered_on_subscribe(registry, broker, connect, stat
     dev.subscribe(f"{a.device.topic_prefix}/cmd")
     got = wait_for(lambda: dev.received(f"{a.device.topic_prefix}/cmd"))
     assert got == [b'{"cmd":"identify"}']
+
+
+def test_a_retained_message_published_just_before_subscribing_arrives_once(
+    registry, broker, connect
+):
+    """A device publishes a retained message (acknowledged) and at once subscribes to
+    its topic: it gets the message once, as the retained replay, never also live
+    (routing runs behind the PUBACK; a SUBSCRIBE waits for what was queued before it)."""
+    a = registry.register_device()
+    node, prefix = a.device.node_name, a.device.topic_prefix
+    dev = connect(node, node, a.token)
+    for n in range(30):
+        topic = f"{prefix}/r{n}"
+        dev.publish(topic, f"m{n}".encode(), retain=True)
+        dev.subscribe(topic)
+        wait_for(lambda t=topic: dev.received(t))
+        time.sleep(0.05)  # a second copy would follow within this
+        assert dev.received(topic) == [f"m{n}".encode()], n

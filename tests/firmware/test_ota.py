@@ -187,14 +187,10 @@ def test_bad_fields_are_refused_like_other_commands(home, device, api, mqtt_brok
 
 
 def test_new_firmware_that_cannot_reach_its_broker_rolls_back(
-    home, air, devices, mqtt_broker, observer, bundle, monkeypatch
+    home, air, devices, mqtt_broker, observer, bundle
 ):
     from fw_helpers import api_for
 
-    from station.sim import device as sim_device
-
-    # the launcher's list of timing keys does not name ota_confirm_s yet
-    monkeypatch.setattr(sim_device, "TIMING_KEYS", sim_device.TIMING_KEYS | {"ota_confirm_s"})
     device = devices(ota_confirm_s=3)
     api = api_for(device)
     server = _serve(air, mqtt_broker, bundle)
