@@ -11,7 +11,7 @@ import time
 import board
 import devconfig
 import factory
-from util import log
+from util import exists, log
 
 
 class Device:
@@ -66,7 +66,7 @@ class Device:
         log("boot:", factory.MODEL, factory.FIRMWARE, "chip", self.chip_id, "on", sys.platform)
         await self.check_button()
         # main.py's fwboot left /fw/trial in place: this boot runs a set on trial
-        self.trial = _exists(self.board.flash_dir.rstrip("/") + "/fw/trial")
+        self.trial = exists(self.board.flash_dir.rstrip("/") + "/fw/trial")
         if self.trial:
             log("boot: firmware", factory.FIRMWARE, "on trial")
             import otaboot
@@ -120,15 +120,6 @@ class Device:
         log("boot: back in setup mode after the home network failed:", last.get("wifi"))
         return last
 
-
-def _exists(p):
-    import os
-
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
 
 
 def main():

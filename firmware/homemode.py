@@ -5,7 +5,6 @@
 import asyncio
 import gc
 import json
-import os
 import sys
 import time
 
@@ -13,7 +12,7 @@ import factory
 import mqttc
 import net
 import validate
-from util import Backoff, log, uptime_s
+from util import Backoff, exists, log, uptime_s
 
 _WIFI_RETRY_MS = 1000
 
@@ -151,7 +150,7 @@ class HomeMode:
             await client.publish(self.t_info, self._info(), retain=True, qos=1)
             for topic, doc in self._discovery():
                 await client.publish(topic, doc, retain=True, qos=1)
-            if _exists(dev.board.flash_dir.rstrip("/") + "/fw/rollback"):
+            if exists(dev.board.flash_dir.rstrip("/") + "/fw/rollback"):
                 import otaboot  # a trial was dropped: say so once
 
                 note = otaboot.take_note(dev)
@@ -338,13 +337,6 @@ class HomeMode:
         await asyncio.sleep_ms(self.dev.timing["restart_delay_ms"])
         self.dev.reboot()
 
-
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
 
 
 def _why(e):

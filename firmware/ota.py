@@ -14,7 +14,7 @@ import json
 import os
 
 import net
-from util import log
+from util import exists, log
 
 CHUNK = 1024
 MANIFEST_MAX = 4096
@@ -133,16 +133,9 @@ async def _read_into(stream, mv, t):
 # --- flash -----------------------------------------------------------------------
 
 
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
-
 
 def _mkdir(p):
-    if not _exists(p):
+    if not exists(p):
         os.mkdir(p)
 
 
@@ -287,7 +280,7 @@ async def _run(dev, doc, say):
     # 2. the inactive set, emptied, then each file streamed into it
     name = "b" if active_set(root) == "a" else "a"
     folder = root + "/fw/" + name
-    if _exists(folder):
+    if exists(folder):
         _rmtree(folder)
     else:
         os.mkdir(folder)

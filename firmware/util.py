@@ -1,4 +1,5 @@
-# Small helpers shared by every mode: uptime, log lines, reconnect backoff.
+# Small helpers shared by every mode: uptime, log lines, reconnect backoff, files.
+import os
 import random
 import time
 
@@ -36,3 +37,12 @@ class Backoff:
         d = self.cur
         self.cur = min(self.cur * 2, self.hi)
         return d // 2 + (random.getrandbits(16) * (d - d // 2)) // 65535
+
+
+def exists(path):
+    # MicroPython has no os.path: a stat that fails is a missing file.
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
