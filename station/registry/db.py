@@ -20,11 +20,13 @@ log = logging.getLogger(__name__)
 database_proxy = peewee.DatabaseProxy()
 
 SQLITE_PRAGMAS = {
+    # First (peewee applies them in order): switching a new file to WAL takes a lock,
+    # and without a busy timeout a second station opening it then fails at once.
+    "busy_timeout": 5000,
     "journal_mode": "wal",
     "foreign_keys": 1,
     # WAL + NORMAL is durable against application crashes, and much faster than FULL.
     "synchronous": "normal",
-    "busy_timeout": 5000,
 }
 
 
