@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,12 @@ def make_bundle(
     version: str,
     board: str = "esp32",
     ap_passphrase: str = firmware.DEFAULT_PASSPHRASE,
+    src: Path = firmware.FIRMWARE_DIR,
 ) -> Bundle:
     """Build the firmware as `version` into out/<version>/ and write its manifest."""
     firmware.check_version(version)
     root = Path(out) / version
-    build = firmware.build(root, board=board, ap_passphrase=ap_passphrase, version=version)
+    build = firmware.build(root, board=board, ap_passphrase=ap_passphrase, version=version, src=src)
     files = sorted(build.files, key=lambda p: p.as_posix())
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -96,6 +98,32 @@ def make_bundle(
     manifest["sha256"] = manifest_digest(manifest)
     (root / DIGEST).write_text(manifest["sha256"] + "\n", encoding="ascii")
     return Bundle(root, manifest)
+
+
+# What make_crashing_bundle puts in place of app.py: the import main.py does first.
+CRASHING_APP = (
+    "# A firmware that crashes at boot, on purpose (station fleet update --bad-bundle):\n"
+    "# the device must drop it by itself and go back to the set it ran before.\n"
+    "raise RuntimeError('this firmware crashes at boot (a deliberately bad bundle)')\n"
+)
+
+
+def make_crashing_bundle(
+    out: Path,
+    *,
+    version: str,
+    board: str = "esp32",
+    ap_passphrase: str = firmware.DEFAULT_PASSPHRASE,
+) -> Bundle:
+    """A bad bundle for demos and tests: every hash in it is right (the device downloads,
+    verifies and boots it), but its app raises at import, so each boot of it ends in a
+    reset. The device's boot count drops it after fwboot.MAX_TRIAL_BOOTS and the old set
+    reports `rolled_back` ("crashed at boot"): what a broken release does in the field."""
+    with tempfile.TemporaryDirectory(prefix="fw-bad-src-") as tmp:
+        src = Path(tmp) / "firmware"
+        shutil.copytree(firmware.FIRMWARE_DIR, src, ignore=shutil.ignore_patterns("__pycache__"))
+        (src / "app.py").write_text(CRASHING_APP, encoding="utf-8")
+        return make_bundle(out, version=version, board=board, ap_passphrase=ap_passphrase, src=src)
 
 
 def load_bundle(root: Path) -> Bundle:

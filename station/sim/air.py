@@ -209,6 +209,26 @@ class Air:
         write_json(self._network_path(ssid), {**net.__dict__, "laptop": served})
         return net
 
+    def extend_reach(
+        self, ssid: str, reach: Mapping[str, str], *, laptop: Iterable[str] = ()
+    ) -> HomeNetwork:
+        """More destinations for a home network, keeping all it has (its laptop-served
+        ones too); `laptop`: those of them served from the laptop (see add_home_network)."""
+        obj = read_json(self._network_path(ssid))
+        net = _home(obj) if obj else None
+        if obj is None or net is None:
+            raise ValueError(f"no home network {ssid!r}")
+        served = {str(d) for d in obj.get("laptop") or ()} | set(laptop)
+        return self.add_home_network(
+            net.ssid,
+            net.password,
+            reach={**net.reach, **reach},
+            rssi=net.rssi,
+            bssid=net.bssid,
+            ip_prefix=net.ip_prefix,
+            laptop=served,
+        )
+
     def remove_home_network(self, ssid: str) -> None:
         """The network goes off the air: devices on it lose their link."""
         self._network_path(ssid).unlink(missing_ok=True)
