@@ -113,21 +113,11 @@ def demo_reach(demo: DemoWorld, target: BrokerTarget) -> None:
     """On the demo's simulated site, the home LAN reaches the home's broker as it is (a
     Mosquitto on loopback standing in for one on the LAN), as `station provision --demo
     --broker` arranges with StationRuntime.start(demo_reach=...)."""
-    air = demo.air
-    net = air.home_network(demo.home_ssid)
     dest = f"{target.host}:{target.port}"
+    net = demo.air.home_network(demo.home_ssid)
     if net is None or dest in net.reach:
         return
-    host, port = demo.broker_address
-    air.add_home_network(
-        net.ssid,
-        net.password,
-        reach={**net.reach, dest: dest},
-        rssi=net.rssi,
-        bssid=net.bssid,
-        ip_prefix=net.ip_prefix,
-        laptop=[f"{host}:{port}"],
-    )
+    demo.air.extend_reach(demo.home_ssid, {dest: dest})
     log.info("demo: the simulated home network reaches %s", dest)
 
 
