@@ -279,7 +279,11 @@ class HomeMode:
             self._reply({"cmd": cmd, "ok": True})
             asyncio.create_task(self._leave(True))
         elif cmd == "ota":
-            import ota  # only now: a running device does not carry the update code
+            # Only now: a running device does not carry the update code. Collected
+            # first: loading it and its 1 KB buffer need blocks that a heap full of
+            # garbage does not have (a MemoryError here failed 1 update in 3).
+            gc.collect()
+            import ota
 
             bad = ota.check(doc)
             if bad or self.updating or self.leaving:

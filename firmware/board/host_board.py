@@ -218,6 +218,12 @@ class Board:
         dest = "%s:%d" % (host, port)
         target = (net.get("reach") or {}).get(dest)
         if not target:
+            # The cached copy may predate a destination just added (the bundle server
+            # of an update starting now): unknown means read the file again.
+            self._cache = (None, time.ticks_ms(), None)
+            net = self._network(sta[0])
+            target = (net.get("reach") or {}).get(dest)
+        if not target:
             raise OSError(_EHOSTUNREACH)
         if dest in (net.get("laptop") or ()):
             # Served by the station's laptop: there only while the laptop is on this

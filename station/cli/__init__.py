@@ -22,6 +22,7 @@ COMMANDS = [
     "homes_cmd",
     "provision_cmd",
     "report_cmd",
+    "fleet_cmd",
     "firmware_cmd",
     "sim_cmd",
     "backend_api_cmd",

@@ -8,7 +8,7 @@ import json
 import logging
 
 from station.cli.common import confirm, existing_registry, load_settings, open_registry
-from station.commands import COMMANDS, CommandError
+from station.commands import COMMANDS, CommandError, TextArg
 from station.errors import StationError
 from station.registry.models import Device, utcnow
 
@@ -218,17 +218,23 @@ def run_edit(args: argparse.Namespace) -> int:
         registry.close()
 
 
-def _values(args: argparse.Namespace) -> dict[str, int]:
+def _values(args: argparse.Namespace) -> dict[str, int | str]:
+    """The command's arguments from the command line: whole numbers for its numeric
+    arguments, text as given for its text ones (ota's url, sha256, version); each then
+    checked by the command table (station/commands.py) as the device checks it."""
     spec = COMMANDS[args.command]
     if len(args.values) != len(spec.args):
         wanted = " ".join(a.name.upper() for a in spec.args) or "no value"
         raise CommandError(
-            f"{spec.name} takes {wanted} ({', '.join(a.help for a in spec.args)})"
+            f"{spec.name} takes {wanted} ({'; '.join(a.help for a in spec.args)})"
             if spec.args
             else f"{spec.name} takes no value"
         )
-    values: dict[str, int] = {}
+    values: dict[str, int | str] = {}
     for arg, text in zip(spec.args, args.values, strict=True):
+        if isinstance(arg, TextArg):
+            values[arg.name] = text
+            continue
         try:
             values[arg.name] = int(text)
         except ValueError:

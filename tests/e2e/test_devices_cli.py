@@ -39,6 +39,12 @@ def test_command_reaches_the_device_and_prints_its_answer(running):
         (["set_interval", "soon"], "value must be a whole number, got 'soon'"),
         (["set_interval"], "set_interval takes VALUE"),
         (["reboot", "3"], "reboot takes no value"),
+        (["ota", "http://h/x"], "ota takes URL SHA256 VERSION"),
+        (
+            ["ota", "http://h/x/manifest.json", "abc", "1.0.1"],
+            "sha256: the manifest's SHA-256, 64 lower-case hex digits, got 'abc'",
+        ),
+        (["ota", "ftp://h/m.json", "a" * 64, "1.0.1"], "url: the manifest's http:// URL"),
     ],
 )
 def test_bad_command_values_are_refused_before_sending(running, args, message):
@@ -47,6 +53,20 @@ def test_bad_command_values_are_refused_before_sending(running, args, message):
     assert out.returncode == 2
     assert message in out.stderr and "Traceback" not in out.stderr
     assert [e.kind for e in registry.events(device)].count("command") == 0
+
+
+def test_ota_takes_text_values_and_reaches_the_device(running):
+    """ota's arguments are text (station/commands.py TextArg), not whole numbers; the
+    device accepts the command, then reports that it could not fetch the manifest."""
+    env, db, registry, _, _, device = running
+    url = "http://127.0.0.1:9/" + "b" * 64 + "/manifest.json"  # port 9: nothing listens
+    out = cli(
+        env, "--db", db, "devices", "command", device.node_name, "ota", url, "b" * 64, "9.9.9"
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(f"{device.node_name}: Update firmware: done")
+    sent = [e for e in registry.events(registry.device(device.node_name)) if e.kind == "command"]
+    assert len(sent) == 1 and "ota" in sent[0].message
 
 
 def test_unknown_command_and_device_are_clear_errors(running):

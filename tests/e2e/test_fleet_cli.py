@@ -1,0 +1,111 @@
+"""`station fleet update` as a user runs it: the `station` command in a subprocess.
+
+`--demo N` tells the whole story in one command (issue 11): N simulated devices running
+the real firmware are provisioned, the next firmware version is built and rolled out,
+and each device is confirmed only by the version it reports over MQTT."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from support import station_cli as cli
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _env(tmp_path, **extra: str) -> dict[str, str]:
+    return dict(
+        os.environ,
+        STATION_DATA_DIR=str(tmp_path / "data"),
+        STATION_CONFIG=str(tmp_path / "settings.json"),
+        **extra,
+    )
+
+
+def _fleet(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "station", "fleet", "update", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+def _rows(out: str) -> dict[str, list[str]]:
+    """The final table: node -> [before, reports, result...]."""
+    return {
+        m.group(1): m.group(2).split(None, 2)
+        for m in re.finditer(r"^(esp32_dht11_\d{3})  +(\S.*)$", out, re.MULTILINE)
+    }
+
+
+def test_demo_fleet_is_updated_and_every_device_confirmed(tmp_path):
+    # Default timings: the demo as `station fleet update --demo 3` runs it for a user.
+    proc = _fleet(_env(tmp_path), "--demo", "3")
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "Provisioned 3 of 3 devices" in out
+    assert "Firmware 1.0.1:" in out
+    rows = _rows(out)
+    assert sorted(rows) == ["esp32_dht11_001", "esp32_dht11_002", "esp32_dht11_003"]
+    for node, (before, reports, result) in rows.items():
+        assert (before, reports) == ("1.0.0", "1.0.1"), node
+        assert result.startswith("confirmed"), node
+    assert "3 of 3 device(s) confirmed on firmware 1.0.1." in out
+    # The canary alone first: confirmed before any other device was sent the command.
+    lines = out.splitlines()
+    canary_done = lines.index("  canary esp32_dht11_001    confirmed")
+    first_other = min(i for i, line in enumerate(lines) if re.match(r"  {8}esp32\S+ +sent$", line))
+    assert canary_done < first_other
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_bad_bundle_rolls_the_canary_back_and_stops(tmp_path):
+    proc = _fleet(_env(tmp_path, STATION_DEMO_TIMING="fast"), "--demo", "3", "--bad-bundle")
+    out = proc.stdout
+    assert proc.returncode == 1, out[-3000:] + proc.stderr[-3000:]
+    assert "a firmware that crashes at boot" in out
+    rows = _rows(out)
+    assert rows["esp32_dht11_001"][:2] == ["1.0.0", "1.0.0"]
+    assert rows["esp32_dht11_001"][2].startswith("rolled back: crashed at boot")
+    for node in ("esp32_dht11_002", "esp32_dht11_003"):
+        assert rows[node] == ["1.0.0", "1.0.0", "not started"]
+        assert not re.search(rf"{node} +sent", out)  # never sent anything
+    assert (
+        "0 of 3 device(s) confirmed on firmware 1.0.1; stopped: the canary esp32_dht11_001 "
+        "rolled back: crashed at boot" in out
+    )
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--all", "--bad-bundle"], "--bad-bundle is for a demo site"),
+        (["--demo", "2", "--version", "v2"], "firmware version 'v2': use dotted numbers"),
+        (["--demo", "0"], "--demo takes a number of devices from 1 to"),
+        (["--all"], "no device is registered yet"),
+        (["--home", "Nowhere"], "no home 'Nowhere'"),
+        (["--device", "esp32_dht11_404"], "no device 'esp32_dht11_404'"),
+        ([], "one of the arguments --home --device --all --demo is required"),
+    ],
+)
+def test_mistakes_are_one_clear_line(tmp_path, args, message):
+    # Settings that keep the station's own broker off the default port 1883.
+    (tmp_path / "settings.json").write_text('{"broker": {"bind_host": "127.0.0.1", "port": 0}}')
+    proc = cli(_env(tmp_path), "fleet", "update", *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_refused_while_the_station_runs_its_broker(running):
+    env, db, *_ = running
+    proc = cli(env, "--db", db, "fleet", "update", "--all")
+    assert proc.returncode == 2
+    assert "the station is running" in proc.stderr and "Update firmware action" in proc.stderr
