@@ -181,7 +181,11 @@ def _good_path(p):
     return all(c in _TAG or c in "_-/" for c in p)
 
 
-def _entries(fh, version):
+def _entries(fh, version, out):
+    # Checks the manifest and writes its files to `out`, one "sha256 size path" line
+    # each (the index the download and the check read back line by line: a list of
+    # 22 entries held through the download was ~4 KB of a 96 KB heap, and the MQTT
+    # session then ran out of blocks). (count, total size).
     try:
         doc = json.load(fh)
     except ValueError:
@@ -190,17 +194,30 @@ def _entries(fh, version):
         raise Failed("manifest is not a format-1 manifest")
     if doc.get("version") != version:
         raise Failed("manifest is for version %s, not %s" % (doc.get("version"), version))
-    files = []
+    count = total = 0
     for e in doc["files"]:
         if not isinstance(e, dict) or not _good_path(e.get("path")) or not is_sha256(e.get("sha256")):
             raise Failed("manifest has a bad file entry")
         size = e.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise Failed("manifest has a bad size for " + e["path"])
-        files.append((e["path"], size, e["sha256"]))
-    if not files:
+        out.write("%s %d %s\n" % (e["sha256"], size, e["path"]))
+        count += 1
+        total += size
+    if not count:
         raise Failed("manifest lists no files")
-    return files
+    return count, total
+
+
+def _index(p):
+    # (path, size, sha256) of each line _entries wrote, one at a time.
+    with open(p) as fh:
+        while True:
+            line = fh.readline()
+            if not line:
+                return
+            digest, size, rel = line.rstrip("\n").split(" ", 2)
+            yield rel, int(size), digest
 
 
 # --- the update ------------------------------------------------------------------
@@ -273,10 +290,20 @@ async def _run(dev, doc, say):
     if binascii.hexlify(h.digest()).decode() != doc["sha256"]:
         os.remove(mpath)
         raise Failed("manifest hash mismatch")
-    with open(mpath) as fh:
-        files = _entries(fh, doc["version"])
-    os.remove(mpath)
-    gc.collect()
+    ipath = root + "/fw/files.tmp"
+    try:
+        with open(mpath) as fh, open(ipath, "w") as out:
+            count, total = _entries(fh, doc["version"], out)
+        os.remove(mpath)
+        gc.collect()
+        await _install(dev, doc, say, host, port, base, root, ipath, count, total, buf, mv)
+    finally:
+        for p in (mpath, ipath):
+            if exists(p):
+                os.remove(p)
+
+
+async def _install(dev, doc, say, host, port, base, root, ipath, count, total, buf, mv):
     # 2. the inactive set, emptied, then each file streamed into it
     name = "b" if active_set(root) == "a" else "a"
     folder = root + "/fw/" + name
@@ -284,19 +311,16 @@ async def _run(dev, doc, say):
         _rmtree(folder)
     else:
         os.mkdir(folder)
-    total = 0
-    for f in files:
-        total += f[1]
     free = _free(root)
     if free is not None and total + 4096 > free:
         raise Failed("not enough flash: %d bytes needed, %d free" % (total, free))
-    log("ota: downloading", len(files), "files,", total, "bytes into", folder)
-    for rel, size, digest in files:
+    log("ota: downloading", count, "files,", total, "bytes into", folder)
+    for rel, size, digest in _index(ipath):
         await _fetch(dev, host, port, base + rel, folder, rel, size, digest, mv)
         gc.collect()
     # 3. what is on flash is what boots
     await say("verifying", "")
-    for rel, size, digest in files:
+    for rel, size, digest in _index(ipath):
         h = hashlib.sha256()
         n = 0
         with open(folder + "/" + rel, "rb") as fh:
