@@ -13,7 +13,7 @@ from fw_helpers import HOME_PASSWORD, HOME_SSID, SEED_BROKER, provision
 from support import wait_for
 
 from station import commands
-from station.fleet.bundle import Bundle, make_bundle
+from station.fleet.bundle import Bundle, make_bundle, make_crashing_bundle
 from station.fleet.bundle_server import BundleServer
 
 P = "home/esp32_dht11_001"
@@ -224,3 +224,53 @@ def _serve_broker_again(air, mqtt_broker, server: BundleServer) -> None:
         HOME_PASSWORD,
         reach={f"{SEED_BROKER}:1883": broker, broker: broker, f"{host}:{port}": f"{host}:{port}"},
     )
+
+
+def test_a_set_that_crashes_at_boot_is_dropped_by_the_device_itself(
+    home, air, device, api, mqtt_broker, observer, bundle, tmp_path
+):
+    # Every hash right, so it is downloaded, verified and booted; its app raises at
+    # import, main.py resets (exit 3 here), and fwboot's boot count drops it.
+    bad = make_crashing_bundle(tmp_path / "bad", version="1.1.0", board="host")
+    server = _serve(air, mqtt_broker, bad)
+    try:
+        _running(device, api, mqtt_broker, observer)
+        lives = device.exit_codes.count(3)
+        after = _ota(observer, server)
+        _wait_state(observer, after, "rebooting")
+        seen_info = observer.count(f"{P}/info")
+        rolled = _wait_state(observer, after, "rolled_back", 60)
+        assert rolled == {
+            "event": "ota",
+            "state": "rolled_back",
+            "version": "1.1.0",
+            "reason": "crashed at boot (2 boots)",
+        }
+        states = [e["state"] for e in _ota_events(observer, after)]
+        assert states == ["downloading", "verifying", "rebooting", "rolled_back"]
+        # the old (factory) set runs again, and says so
+        infos = [json.loads(p) for p in observer.payloads(f"{P}/info")[seen_info:]]
+        assert [i["firmware"] for i in infos] == ["1.0.0"]
+        # one reboot into the trial, then one reset per crashed boot
+        assert device.exit_codes.count(3) - lives == 1 + 2
+        assert device.log_text().count("this firmware crashes at boot") == 2
+        flash = air.flash_dir(device.chip_id)
+        assert not (flash / "fw" / "trial").exists()
+        assert not (flash / "fw" / "active").exists()
+        assert not (flash / "fw" / "rollback").exists()  # reported once, then gone
+    finally:
+        server.stop()
+    # and it still takes a good update afterwards, into the same (inactive) set
+    server = _serve(air, mqtt_broker, bundle)
+    try:
+        seen_info = observer.count(f"{P}/info")
+        _ota(observer, server)
+        raw = observer.wait(
+            f"{P}/info", lambda p: json.loads(p)["firmware"] == "1.1.0", 30, after=seen_info
+        )
+        assert json.loads(raw)["chip_id"] == device.chip_id
+        assert json.loads((flash / "fw" / "active").read_text())["set"] == "a"
+        for f in bundle.manifest["files"]:
+            assert _sha(flash / "fw" / "a" / f["path"]) == f["sha256"], f["path"]
+    finally:
+        server.stop()
