@@ -33,9 +33,11 @@ def _choose():
         boots = t.get("boots")
         boots = (boots if isinstance(boots, int) else 0) + 1
         if boots > MAX_TRIAL_BOOTS:  # a crash at boot, a reset loop
-            os.remove("fw/trial")
+            # The note first: a power cut between the two leaves the trial, dropped
+            # again on the next boot, rather than a rollback nobody reports.
             write("fw/rollback", {"set": t["set"], "version": t.get("version"),
                                   "reason": "crashed at boot (%d boots)" % (boots - 1)})
+            os.remove("fw/trial")
         else:
             t["boots"] = boots
             write("fw/trial", t)

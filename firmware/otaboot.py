@@ -23,10 +23,13 @@ async def deadline(dev):
         if not dev.trial:
             return  # committed
     fw = _fw(dev)
-    os.remove(fw + "trial")
-    with open(fw + "rollback", "w") as f:
+    # The note first, whole (temp file + rename), then the trial dropped: a power cut
+    # between the two boots the trial once more (commit() then drops the stale note).
+    with open(fw + "rollback.tmp", "w") as f:
         f.write(json.dumps({"version": factory.FIRMWARE,
                             "reason": "new firmware did not reach its broker in %d s" % s}))
+    os.rename(fw + "rollback.tmp", fw + "rollback")
+    os.remove(fw + "trial")
     log("ota: firmware", factory.FIRMWARE, "did not reach its broker in", s, "s: back to the old set")
     dev.reboot()
 
@@ -37,6 +40,10 @@ def commit(dev):
     fw = _fw(dev)
     os.rename(fw + "trial", fw + "active")
     dev.trial = False
+    try:  # a rollback note from an earlier boot of this trial no longer holds
+        os.remove(fw + "rollback")
+    except OSError:
+        pass
     log("ota: firmware", factory.FIRMWARE, "committed")
 
 
@@ -47,8 +54,11 @@ def take_note(dev):
         with open(p) as f:
             note = json.loads(f.read())
     except (OSError, ValueError):
-        return None
-    os.remove(p)
+        note = None
+    try:  # gone even if unreadable, or every connection would look at it again
+        os.remove(p)
+    except OSError:
+        pass
     if not isinstance(note, dict):
         return None
     return json.dumps({"event": "ota", "state": "rolled_back", "version": note.get("version"),

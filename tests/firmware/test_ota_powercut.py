@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,3 +245,57 @@ def test_updates_back_to_back_reuse_both_sets_within_the_heap(
     assert not (flash / "fw" / "files.tmp").exists()
     assert "MemoryError" not in device.log_text()
     assert "session ended" not in device.log_text()
+
+
+def _install_by_hand(flash: Path, name: str, bundle: Bundle) -> None:
+    for f in bundle.manifest["files"]:
+        dest = flash / "fw" / name / f["path"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(bundle.root / f["path"], dest)
+
+
+# What a cut leaves between the two writes of a rollback (the note first, then the
+# trial dropped), set up by hand: the windows are too short to hit by timing.
+CRASHED = "crashed at boot (2 boots)"
+LATE = "new firmware did not reach its broker in 60 s"
+CUT_ROLLBACKS = {
+    # case: (the trial left, the note's reason, the version it then runs, ota events)
+    # fwboot dropping a set that crashed at boot: the next boot drops it again
+    "crashed at boot": (
+        {"boots": 2},
+        CRASHED,
+        FACTORY,
+        [{"event": "ota", "state": "rolled_back", "version": NEW[0], "reason": CRASHED}],
+    ),
+    # otaboot's deadline: the trial boots once more, reaches its broker this time and
+    # is committed; the stale note must not then report a rollback
+    "broker deadline": ({"boots": 1}, LATE, NEW[0], []),
+}
+
+
+@pytest.mark.parametrize("case", list(CUT_ROLLBACKS))
+def test_a_cut_in_the_middle_of_a_rollback_ends_in_one_consistent_report(
+    case, air, mqtt_broker, observer, devices, servers, bundles
+):
+    trial, reason, runs, expected = CUT_ROLLBACKS[case]
+    device = devices()
+    flash = air.flash_dir(device.chip_id)
+    provision(api_for(device), mqtt_broker)
+    assert _reported(observer, 0, 30) == FACTORY
+    _cut(device)
+    _install_by_hand(flash, "a", bundles[NEW[0]])
+    (flash / "fw" / "trial").write_text(json.dumps({"set": "a", "version": NEW[0], **trial}))
+    note = {"set": "a", "version": NEW[0], "reason": reason}
+    (flash / "fw" / "rollback").write_text(json.dumps(note))
+    time.sleep(0.3)
+    seen_info, seen_ev, seen_state = (
+        observer.count(f"{P}/{t}") for t in ("info", "event", "state")
+    )
+    device.start()
+    assert _reported(observer, seen_info) == runs
+    # a note is published before the first state; after that, nothing more comes
+    observer.wait(f"{P}/state", timeout=30, after=seen_state)
+    events = [e for e in observer.json(f"{P}/event")[seen_ev:] if e.get("event") == "ota"]
+    assert events == expected
+    assert _set_problem(flash, runs, bundles) is None
+    assert not (flash / "fw" / "rollback").exists()
