@@ -37,6 +37,10 @@ class HomeMode:
         self.leaving = False  # reboot/factory_reset under way: do not reconnect
         self.updating = False  # an ota command is running
         self.failure = None  # (broker_error, broker_detail) of the last failed session start
+        # set_broker: the new broker's section while it is tried, then the old one to go
+        # back to if the try fails, and the event to report there (docs/FLEET.md)
+        self.trying = None
+        self.note = None
 
     async def run(self):
         dev, board, t = self.dev, self.dev.board, self.dev.timing
@@ -63,6 +67,9 @@ class HomeMode:
                 continue
             wifi_fail_since = None
             started = time.ticks_ms()
+            old = self.m
+            if self.trying:
+                self.m, self.trying = self.trying, None
             try:
                 await self._session()
             except Exception as e:  # refused, unreachable, TLS, lost: all end in a retry
@@ -71,8 +78,17 @@ class HomeMode:
                     self.failure = _failure(e)
                     why = self.failure[1]
                 log("mqtt: session ended:", why)
+            if self.m is not old and self.m is not self.dev.cfg["mqtt"]:
+                # The new broker never took the device: back to the old one at once,
+                # which hears why (the config on flash never changed).
+                log("set_broker: kept the old broker:", why)
+                self.m = old
+                self.note = json.dumps({"event": "set_broker", "state": "failed", "reason": why})
+                continue
             while self.leaving:
                 await asyncio.sleep_ms(1000)
+            if self.trying:
+                continue  # set_broker left the old session: try the new broker now
             if self.client_connected:
                 broker_fail_since = None
             lasted = time.ticks_diff(time.ticks_ms(), started)
@@ -137,6 +153,12 @@ class HomeMode:
             await client.connect(stream, t["probe_ms"], self._on_message)
             self.client_connected = True
             self.failure = None
+            if self.m is not self.dev.cfg["mqtt"]:  # set_broker: the new broker took it
+                cfg = dict(self.dev.cfg)
+                cfg["mqtt"] = self.m
+                self.dev.store.save(cfg)  # atomic: the old or the new broker, never half
+                self.dev.cfg = cfg
+                log("set_broker: moved to", m["broker"], m["port"])
             log("mqtt: connected to", m["broker"], m["port"], "as", m["node_name"], "over TLS" if m.get("tls") else "")
             self._prove()
             if dev.trial:  # new firmware on trial reached its broker: keep it (OTA)
@@ -157,6 +179,9 @@ class HomeMode:
                 sys.modules.pop("otaboot", None)
                 if note:
                     await client.publish(self.t_event, note)
+            if self.note:
+                note, self.note = self.note, None
+                await client.publish(self.t_event, note)
             await self._state_loop(client)
         finally:
             await client.close()
@@ -208,6 +233,8 @@ class HomeMode:
             "firmware": factory.FIRMWARE,
             "ip": self.ip,
             "node_name": self.m["node_name"],
+            "broker": "%s:%d" % (self.m["broker"], self.m["port"]),
+            "interval": self.interval,
         })
 
     def _discovery(self):
@@ -272,12 +299,16 @@ class HomeMode:
                 self.dev.store.save(cfg)  # survives a reboot
                 self.dev.cfg = cfg
             self._reply({"cmd": cmd, "ok": True, "value": value})
+            # info carries the interval: what confirms a fleet's change (docs/FLEET.md)
+            asyncio.create_task(self._publish_quietly(self.t_info, self._info(), True))
         elif cmd == "reboot":
             self._reply({"cmd": cmd, "ok": True})
             asyncio.create_task(self._leave(False))
         elif cmd == "factory_reset":
             self._reply({"cmd": cmd, "ok": True})
             asyncio.create_task(self._leave(True))
+        elif cmd == "set_broker":
+            self._set_broker(doc)
         elif cmd == "ota":
             # Only now: a running device does not carry the update code. Collected
             # first: loading it and its 1 KB buffer need blocks that a heap full of
@@ -298,14 +329,48 @@ class HomeMode:
         else:
             self._reply({"cmd": cmd, "ok": False, "error": "unknown_cmd"})
 
+    def _set_broker(self, doc):
+        # Try another broker; the stored config changes only once it has answered
+        # CONNACK (HomeMode.run goes back to the old one otherwise).
+        cmd = "set_broker"
+        m = self.m
+        body = dict(doc)
+        body["topic_prefix"], body["node_name"] = m["topic_prefix"], m["node_name"]
+        detail = new = None
+        if doc.get("tls") is not None or doc.get("ca") is not None:
+            detail = "tls is not taken by set_broker: re-provision for a TLS broker"
+        elif self.updating or self.leaving or self.trying:
+            detail = "an update, a reboot or a broker change is already under way"
+        else:
+            try:
+                new = validate.mqtt(body)
+            except validate.Invalid as e:
+                detail = e.detail
+        if detail:
+            self._reply({"cmd": cmd, "ok": False, "error": "bad_value", "detail": detail})
+            return
+        self.trying = new
+        self._reply({"cmd": cmd, "ok": True})
+        asyncio.create_task(self._leave_broker())
+
+    async def _leave_broker(self):
+        client = self.client
+        await asyncio.sleep_ms(50)  # let the reply go out first
+        if client:
+            try:
+                await client.publish(self.t_status, "offline", retain=True, qos=1)
+            except Exception as e:
+                log("mqtt: goodbye not sent:", _why(e))
+            await client.disconnect()  # the session ends; run() tries the new broker
+
     def _reply(self, doc):
         asyncio.create_task(self._publish_quietly(self.t_event, json.dumps(doc)))
 
-    async def _publish_quietly(self, topic, msg):
+    async def _publish_quietly(self, topic, msg, retain=False):
         client = self.client
         try:
             if client:
-                await client.publish(topic, msg)
+                await client.publish(topic, msg, retain=retain, qos=1 if retain else 0)
         except Exception as e:
             log("mqtt: event not sent:", _why(e))
 

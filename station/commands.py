@@ -39,6 +39,8 @@ class Arg:
     minimum: int
     maximum: int
     unit: str = ""
+    # A credential: sent to the device, never written to a history or a log (redacted()).
+    secret: bool = False
 
     def check(self, value: Any) -> int:
         # bool is an int in Python; the firmware refuses it (validate._is_int).
@@ -121,6 +123,28 @@ OTA_ARGS = (
     ),
 )
 
+# firmware/homemode.py _set_broker: the new broker's address and the device's login there
+# (validate.mqtt's rules; the device keeps its topic prefix and node name).
+BROKER_ARGS = (
+    TextArg(
+        "broker",
+        "the broker's host name or IPv4 address on the home network",
+        1,
+        253,
+        pattern=r"[A-Za-z0-9.-]+",
+    ),
+    Arg("port", "the broker's MQTT port", 1, 65535),
+    TextArg("username", "the device's MQTT user name there", 1, 128, pattern=r"[^\x00]+"),
+    TextArg(
+        "password",
+        "the device's MQTT password (token) there",
+        1,
+        256,
+        pattern=r"[^\x00]+",
+        secret=True,
+    ),
+)
+
 COMMANDS: dict[str, DeviceCommand] = {
     c.name: c
     for c in (
@@ -156,8 +180,23 @@ COMMANDS: dict[str, DeviceCommand] = {
             args=OTA_ARGS,
             disconnects=True,
         ),
+        DeviceCommand(
+            "set_broker",
+            "Move to broker",
+            "Try another broker; stay there once it takes the login, else keep the old "
+            "one (event: set_broker failed, with the reason).",
+            args=BROKER_ARGS,
+            disconnects=True,
+        ),
     )
 }
+
+
+def redacted(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """`doc` with every secret argument of its command replaced, for a history or a log."""
+    spec = COMMANDS.get(str(doc.get("cmd")))
+    secret = {a.name for a in spec.args if a.secret} if spec is not None else set()
+    return {k: ("<hidden>" if k in secret else v) for k, v in doc.items()}
 
 # What the firmware answers when it refuses (firmware/homemode.py _on_message).
 REFUSALS = ("bad_json", "bad_value", "unknown_cmd")

@@ -91,7 +91,7 @@ class DeviceOps:
         device = node if isinstance(node, Device) else self.device(node)
         payload = commands.build(name, **values)
         self.broker.send_command(device, payload)
-        self.registry.log_event(device, "command", f"sent {name}", payload)
+        self.registry.log_event(device, "command", f"sent {name}", commands.redacted(payload))
         log.info("sent %s to %s", name, device.node_name)
         return payload
 

@@ -4,6 +4,8 @@ over MQTT (docs/OTA.md).
 
     station fleet update --demo 5              # the whole story on a simulated site
     station fleet update --home Smith          # the next firmware for a home's devices
+    station fleet rehome --home Smith --broker mqtt://admin:pw@192.168.1.20:1883
+    station fleet set-interval 30 --all
 
 Exit code 0 only if every device named was confirmed.
 """
@@ -17,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from station.cli.common import load_settings, open_registry
 from station.cli.provision_cmd import demo_count
@@ -33,7 +35,7 @@ log = logging.getLogger("station.fleet")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fleet",
-        help="update installed devices' firmware (staged, confirmed by each device)",
+        help="update installed devices: firmware, broker, interval (staged, confirmed)",
         description="Changes to installed devices, rolled out in stages: one canary "
         "first, then the rest a few at a time, only devices online. A device counts as "
         "done only when it reports the change over MQTT.",
@@ -62,6 +64,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     up.set_defaults(func=run_update)
 
+    mv = verbs.add_parser(
+        "rehome",
+        help="move a home's devices to another broker (no visit)",
+        description="Tell each device of a home a new broker and its login there "
+        "(set_broker). A device counts as moved only when it reports from the new "
+        "broker; one the new broker refuses or cannot be reached stays on its old one. "
+        "The home points at the new broker once every device has moved.",
+    )
+    where = mv.add_mutually_exclusive_group(required=True)
+    where.add_argument("--home", metavar="NAME", help="the home whose devices move")
+    where.add_argument(
+        "--demo",
+        type=demo_count,
+        metavar="N",
+        help="a simulated site: provision N devices to the station's broker, then move them",
+    )
+    mv.add_argument(
+        "--broker",
+        required=True,
+        metavar="URL",
+        help="mqtt://ADMIN:PASSWORD@host:port (a Mosquitto with dynamic security, as the "
+        "home LAN names it; the login goes to the OS keyring), or 'embedded' (this station)",
+    )
+    mv.add_argument(
+        "--and-back",
+        action="store_true",
+        help="--demo: then move them back to the station's embedded broker",
+    )
+    add_rollout_options(mv, timeout=120.0)
+    mv.set_defaults(func=run_rehome, device=None, all=False)
+
+    iv = verbs.add_parser(
+        "set-interval",
+        help="set how often devices send readings (confirmed by each device)",
+    )
+    iv.add_argument("seconds", type=int, metavar="SECONDS", help="1 to 3600")
+    add_targets(iv)
+    add_rollout_options(iv, timeout=60.0)
+    iv.set_defaults(func=run_set_interval)
+
     def no_verb(_args: argparse.Namespace) -> int:
         p.print_help()
         return 2
@@ -83,7 +125,7 @@ def add_targets(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_rollout_options(p: argparse.ArgumentParser) -> None:
+def add_rollout_options(p: argparse.ArgumentParser, timeout: float = 300.0) -> None:
     p.add_argument(
         "--canary", type=int, default=1, metavar="N", help="devices updated first, alone (1)"
     )
@@ -104,9 +146,9 @@ def add_rollout_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout",
         type=float,
-        default=300.0,
+        default=timeout,
         metavar="S",
-        help="seconds a device has to confirm before it counts as failed (300)",
+        help=f"seconds a device has to confirm before it counts as failed ({timeout:g})",
     )
     p.add_argument(
         "--wait",
@@ -146,35 +188,60 @@ def outcome(dev: DeviceProgress) -> str:
 
 def final_table(
     result: RolloutResult,
-    previous: dict[str, str | None],
-    now: Callable[[str], str | None],
+    columns: Sequence[tuple[str, Callable[[str], str | None]]] = (),
     already: Sequence[str] = (),
 ) -> str:
-    """node, the firmware it ran, the firmware it reports now, the outcome and its time."""
-    rows = [("node", "before", "reports", "result", "time")]
+    """node, `columns` (title, value of a node), the outcome and its time."""
+    titles = ["node", *(t for t, _ in columns), "result"]
+    rows = [titles]
+    times = ["time"]
     for dev in result.devices:
         took = dev.timings.get(str(dev.phase)) if dev.final else None
-        rows.append(
-            (
-                dev.node,
-                previous.get(dev.node) or "?",
-                now(dev.node) or "?",
-                outcome(dev),
-                f"{took:.1f} s" if took is not None else "",
-            )
-        )
+        rows.append([dev.node, *((fn(dev.node) or "?") for _, fn in columns), outcome(dev)])
+        times.append(f"{took:.1f} s" if took is not None else "")
     for node in already:
-        version = now(node) or "?"
-        rows.append((node, version, version, "already on it", ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows.append([node, *((fn(node) or "?") for _, fn in columns), "already done"])
+        times.append("")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(titles))]
     lines = []
-    for i, r in enumerate(rows):
-        lines.append(
-            "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4]
-        )
+    for i, (r, t) in enumerate(zip(rows, times, strict=True)):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + "  " + t)
         if i == 0:
             lines.append("  ".join("-" * w for w in widths) + "  ----")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def drive(session: Cancellable, run: Callable[[], RolloutResult]) -> tuple[RolloutResult, bool]:
+    """Run the rollout; the first Ctrl-C cancels it (no more devices started, those under
+    way finish), a second one leaves at once. -> (result, cancelled)."""
+    cancelled = threading.Event()
+
+    def on_signal(*_a: object) -> None:
+        if cancelled.is_set():
+            raise KeyboardInterrupt
+        cancelled.set()
+        print(
+            "\nCancelling: no more devices are started; those under way finish "
+            "(Ctrl-C again to leave them now)...",
+            file=sys.stderr,
+            flush=True,
+        )
+        session.cancel()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return run(), cancelled.is_set()
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+def summary(result: RolloutResult, what: str) -> str:
+    confirmed = result.count(Phase.CONFIRMED)
+    return f"\n{confirmed} of {len(result.devices)} device(s) {what}" + (
+        f"; stopped: {result.stopped}" if result.stopped else "."
+    )
 
 
 # -- wiring -------------------------------------------------------------------------------
@@ -307,24 +374,7 @@ def run_update(args: argparse.Namespace) -> int:
         )
         if update.already:
             print(f"Already on {update.version}: {', '.join(update.already)}", flush=True)
-        cancelled = threading.Event()
-        current = update
-
-        def on_signal(*_a: object) -> None:
-            if cancelled.is_set():
-                raise KeyboardInterrupt
-            cancelled.set()
-            print(
-                "\nCancelling: no more devices are started; those updating finish "
-                "(Ctrl-C again to leave them now)...",
-                file=sys.stderr,
-                flush=True,
-            )
-            current.cancel()
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        result = update.run()
+        result, cancelled = drive(update, update.run)
         registry = rt.registry
 
         def reports(node: str) -> str | None:
@@ -333,14 +383,14 @@ def run_update(args: argparse.Namespace) -> int:
             except StationError:  # removed meanwhile
                 return None
 
-        print("\n" + final_table(result, update.previous, reports, update.already), flush=True)
-        confirmed = result.count(Phase.CONFIRMED)
-        print(
-            f"\n{confirmed} of {len(result.devices)} device(s) confirmed on firmware "
-            f"{update.version}" + (f"; stopped: {result.stopped}" if result.stopped else "."),
-            flush=True,
-        )
-        if cancelled.is_set():
+        previous = update.previous
+        columns: list[tuple[str, Callable[[str], str | None]]] = [
+            ("before", lambda n: previous.get(n)),
+            ("reports", reports),
+        ]
+        print("\n" + final_table(result, columns, update.already), flush=True)
+        print(summary(result, f"confirmed on firmware {update.version}"), flush=True)
+        if cancelled:
             return 130
         left = [d.node for d in result.devices if d.phase is not Phase.CONFIRMED]
         if left and not args.demo:
@@ -353,4 +403,93 @@ def run_update(args: argparse.Namespace) -> int:
     finally:
         if update is not None:
             update.close()
+        rt.stop()
+
+
+def run_rehome(args: argparse.Namespace) -> int:
+
+    from station import broker_target
+
+    if args.and_back and not args.demo:
+        raise StationError("--and-back is for a demo site (--demo N)")
+    broker_target.parse(args.broker)  # a bad URL is refused before anything starts
+    rt = start_runtime(args)
+    try:
+        home = args.home or rt.registry.homes()[0].name  # a demo's own home
+        if not args.demo:
+            nodes = [d.node_name for d in rt.registry.devices() if d.home and d.home.name == home]
+            wait_online(rt, nodes, args.wait)
+        code = _move(rt, args, home, args.broker)
+        if code == 0 and args.and_back:
+            print("\nAnd back:", flush=True)
+            code = _move(rt, args, home, "embedded")
+        return code
+    finally:
+        rt.stop()
+
+
+def _move(rt: StationRuntime, args: argparse.Namespace, home: str, broker: str) -> int:
+    from station.fleet.rehome import BrokerMove
+
+    move = BrokerMove(
+        rt,
+        home,
+        broker,
+        canary=args.canary,
+        concurrency=args.concurrency,
+        max_failures=args.max_failures,
+        device_timeout_s=args.timeout,
+        on_progress=RolloutPrinter(),
+    )
+    with move:
+        target = move.target_url or "the station's embedded broker"
+        print(
+            f"Moving {len(move.nodes)} device(s) of {move.home.name!r} to {target} (they "
+            f"are told {move.address}): {args.canary} canary first.",
+            flush=True,
+        )
+        result, cancelled = drive(move, move.run)
+    print("\n" + final_table(result), flush=True)
+    print(summary(result, f"moved to {move.address}"), flush=True)
+    if move.home_moved:
+        print(f"Home {move.home.name!r} now reports to {target}.", flush=True)
+    else:
+        print(
+            f"Home {move.home.name!r} still points at its old broker: the devices not "
+            "moved are still there (run the same command again to move them).",
+            flush=True,
+        )
+    if cancelled:
+        return 130
+    return 0 if move.home_moved else 1
+
+
+def run_set_interval(args: argparse.Namespace) -> int:
+    from station import commands
+    from station.fleet.interval import IntervalUpdate
+
+    commands.INTERVAL.check(args.seconds)  # refused before anything starts
+    rt = start_runtime(args)
+    try:
+        nodes = chosen_nodes(args, rt)
+        if not args.demo:
+            wait_online(rt, nodes, args.wait)
+        with IntervalUpdate(
+            rt,
+            nodes,
+            args.seconds,
+            canary=args.canary,
+            concurrency=args.concurrency,
+            max_failures=args.max_failures,
+            device_timeout_s=args.timeout,
+            on_progress=RolloutPrinter(),
+        ) as change:
+            print(f"Interval {args.seconds} s for {len(nodes)} device(s).", flush=True)
+            result, cancelled = drive(change, change.run)
+        print("\n" + final_table(result), flush=True)
+        print(summary(result, f"confirmed on {args.seconds} s"), flush=True)
+        if cancelled:
+            return 130
+        return 0 if all(d.phase is Phase.CONFIRMED for d in result.devices) else 1
+    finally:
         rt.stop()

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
+from station import external_broker
 from station.device_ops import Broker, DeviceOps
-from station.registry import Registry
+from station.errors import StationError
+from station.registry import Device, Registry
 from station.registry.tracking import DeviceUpdate
+
+if TYPE_CHECKING:
+    from station.external_broker import ExternalBroker
+    from station.runtime import StationRuntime
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +43,17 @@ class DeviceLink(Broker, Protocol):
 class StationFleet:
     """rollout.Fleet over the brokers of a running station, one per device."""
 
-    def __init__(self, registry: Registry, links: Mapping[str, DeviceLink]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        links: Mapping[str, DeviceLink],
+        also_hear: Sequence[DeviceLink] = (),
+    ) -> None:
+        """`also_hear`: brokers the devices may report on besides their own (the one a
+        re-homing moves them to)."""
         self.registry = registry
         self.links = dict(links)
+        self.also_hear = list(also_hear)
         self._lock = threading.Lock()
         self._observers: list[Observer] = []
         self._listening: list[DeviceLink] = []
@@ -64,7 +78,7 @@ class StationFleet:
         the broker's thread: keep it short)."""
         with self._lock:
             self._observers.append(observer)
-            for link in {id(x): x for x in self.links.values()}.values():
+            for link in {id(x): x for x in [*self.links.values(), *self.also_hear]}.values():
                 if not any(link is seen for seen in self._listening):
                     link.add_listener(self._on_update)
                     self._listening.append(link)
@@ -80,8 +94,8 @@ class StationFleet:
         node = update.node_name
         if node not in self.links:
             return
-        if update.kind == "info" and update.info:
-            kind, doc = "info", update.info
+        if update.kind == "info" and (update.data or update.info):
+            kind, doc = "info", update.data or update.info or {}
         elif update.kind == "event" and isinstance(update.data, dict):
             kind, doc = "event", update.data
         else:
@@ -93,3 +107,34 @@ class StationFleet:
                 observe(node, kind, doc)
             except Exception:  # one observer's bug must not stop the broker's listeners
                 log.exception("fleet observer failed on %s %s", node, kind)
+
+
+def home_links(
+    rt: StationRuntime, devices: Sequence[Device], owned: list[ExternalBroker]
+) -> dict[str, DeviceLink]:
+    """Each device's broker: the embedded one for devices of homes without a broker of
+    their own; a home's own broker through the GUI's follower when one runs, else one
+    started here and appended to `owned` (the caller stops it)."""
+    links: dict[str, DeviceLink] = {}
+    by_url: dict[str, DeviceLink] = {}
+    for device in devices:
+        home = device.home
+        if home is None or not home.broker_url:
+            links[device.node_name] = rt.broker
+            continue
+        url = home.broker_url
+        if url not in by_url:
+            follower = rt.followers.follower(url) if rt.followers is not None else None
+            if follower is None:
+                follower = external_broker.for_home(
+                    rt.registry,
+                    rt.secrets,
+                    home,
+                    reading_min_interval_s=rt.settings.registry.reading_min_interval_s,
+                )
+                if follower is None:  # pragma: no cover - the home has a broker URL
+                    raise StationError(f"home {home.name!r} has no broker of its own")
+                owned.append(follower)
+            by_url[url] = follower
+        links[device.node_name] = by_url[url]
+    return links

@@ -24,13 +24,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from station import external_broker
 from station.errors import StationError
 from station.fleet.bundle import MANIFEST, Bundle, make_bundle, make_crashing_bundle
 from station.fleet.bundle_server import BundleServer
-from station.fleet.link import DeviceLink, StationFleet
+from station.fleet.link import StationFleet, home_links
 from station.fleet.rollout import DeviceProgress, FirmwareChange, Phase, Rollout, RolloutResult
-from station.registry import Device
 from station.sim import firmware
 
 if TYPE_CHECKING:
@@ -115,9 +113,14 @@ class FirmwareUpdate:
         self._paused = False
         self._cancelled = False
         self.url = ""
-        self.fleet = StationFleet(
-            registry, self._links_for([d for d in devices if d.node_name in self.nodes])
-        )
+        try:
+            links = home_links(
+                runtime, [d for d in devices if d.node_name in self.nodes], self._owned
+            )
+        except StationError:
+            self.close()
+            raise
+        self.fleet = StationFleet(registry, links)
         if not any(self.fleet.is_online(n) for n in self.nodes):
             self.close()
             raise StationError("none of these devices is online now: nothing to update")
@@ -251,40 +254,6 @@ class FirmwareUpdate:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- which broker reaches which device ----------------------------------------------------
-
-    def _links_for(self, devices: list[Device]) -> dict[str, DeviceLink]:
-        """The embedded broker for devices of homes without a broker of their own; a
-        home's own broker through the GUI's follower when one runs, else one started
-        here (and stopped by close())."""
-        rt = self.runtime
-        links: dict[str, DeviceLink] = {}
-        by_url: dict[str, DeviceLink] = {}
-        for device in devices:
-            home = device.home
-            if home is None or not home.broker_url:
-                links[device.node_name] = rt.broker
-                continue
-            url = home.broker_url
-            if url not in by_url:
-                follower = rt.followers.follower(url) if rt.followers is not None else None
-                if follower is None:
-                    try:
-                        follower = external_broker.for_home(
-                            rt.registry,
-                            rt.secrets,
-                            home,
-                            reading_min_interval_s=rt.settings.registry.reading_min_interval_s,
-                        )
-                    except StationError:
-                        self.close()
-                        raise
-                    assert follower is not None  # the home has a broker URL
-                    self._owned.append(follower)
-                by_url[url] = follower
-            links[device.node_name] = by_url[url]
-        return links
 
 
 def _demo_reach(rt: StationRuntime, dest: str, target: str) -> None:

@@ -400,6 +400,14 @@ class Registry:
         self._event(device, "token_rotated", "MQTT token replaced")
         return token
 
+    def set_token(self, device: Device, token: str, why: str) -> None:
+        """The device's token is now `token` (one the station gave it for another
+        broker, station.fleet.rehome): only its hash is kept."""
+        Device.update(token_hash=credentials.hash_token(token)).where(
+            Device.id == device.id
+        ).execute()
+        self._event(device, "token_rotated", why)
+
     def device(self, key: int | str) -> Device:
         """A device by id, node name or chip id."""
         if isinstance(key, int):

@@ -248,7 +248,10 @@ class Tracker:
                 info.pop("chip_id")
             if info:
                 Device.update(**info, last_seen=obs.ts).where(Device.id == dev_id).execute()
-            return self._update(Device.get_by_id(dev_id), "info", info=info)
+            # `data`: the whole document as the device sent it (a rollout confirms by
+            # fields the registry does not keep: broker, interval).
+            doc = dict(obs.payload) if isinstance(obs.payload, dict) else {}
+            return self._update(Device.get_by_id(dev_id), "info", info=info, data=doc)
         if obs.kind == "event":
             Event.create(
                 device=dev,

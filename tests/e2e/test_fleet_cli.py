@@ -109,3 +109,63 @@ def test_refused_while_the_station_runs_its_broker(running):
     proc = cli(env, "--db", db, "fleet", "update", "--all")
     assert proc.returncode == 2
     assert "the station is running" in proc.stderr and "Update firmware action" in proc.stderr
+
+
+def test_demo_home_moves_to_a_real_mosquitto_and_back(tmp_path):
+    from mosquitto import Mosquitto
+
+    with Mosquitto(tmp_path / "mosquitto", dynsec_admin=("admin", "admin-secret")) as mosq:
+        url = f"mqtt://admin:admin-secret@127.0.0.1:{mosq.port}"
+        proc = subprocess.run(
+            [sys.executable, "-m", "station", "fleet", "rehome", "--demo", "2"]
+            + ["--broker", url, "--and-back"],
+            env=_env(tmp_path, STATION_DEMO_TIMING="fast"),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        log = mosq.log_path.read_text()
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    there, back = out.split("And back:")
+    assert f"2 of 2 device(s) moved to 127.0.0.1:{mosq.port}." in there
+    assert f"Home 'Demo home' now reports to mqtt://127.0.0.1:{mosq.port}." in there
+    assert "2 of 2 device(s) moved to 192.168.29.91:" in back
+    assert "Home 'Demo home' now reports to the station's embedded broker." in back
+    assert "admin-secret" not in out + proc.stderr  # the admin login is never printed
+    for node in ("esp32_dht11_001", "esp32_dht11_002"):
+        assert f"as {node} " in log  # each really logged in to the Mosquitto
+    assert "Traceback" not in proc.stderr
+
+
+def test_demo_interval_is_confirmed_by_each_device(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "station", "fleet", "set-interval", "7", "--demo", "2"],
+        env=_env(tmp_path, STATION_DEMO_TIMING="fast"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    rows = _rows(out)
+    assert sorted(rows) == ["esp32_dht11_001", "esp32_dht11_002"]
+    assert all(r[0] == "confirmed" for r in rows.values()), rows
+    assert "2 of 2 device(s) confirmed on 7 s." in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["rehome", "--home", "Nowhere", "--broker", "embedded"], "no home 'Nowhere'"),
+        (["rehome", "--home", "X", "--broker", "embedded", "--and-back"], "--and-back is for"),
+        (["rehome", "--home", "X", "--broker", "ftp://h"], "broker"),
+        (["set-interval", "0", "--all"], "value must be 1 to 3600 s, got 0"),
+    ],
+)
+def test_config_mistakes_are_one_clear_line(tmp_path, args, message):
+    (tmp_path / "settings.json").write_text('{"broker": {"bind_host": "127.0.0.1", "port": 0}}')
+    proc = cli(_env(tmp_path), "fleet", *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr

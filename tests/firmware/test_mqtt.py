@@ -8,7 +8,7 @@ import time
 
 import paho.mqtt.client as paho
 import pytest
-from fw_helpers import HOME_PASSWORD, api_for, provision, seed_mqtt_body
+from fw_helpers import FAST, HOME_PASSWORD, api_for, provision, seed_mqtt_body
 from support import wait_for
 
 from station.registry.models import Device
@@ -52,6 +52,8 @@ def test_on_connect_it_publishes_retained_online_info_and_discovery(running, mqt
         "firmware": "1.0.0",
         "ip": info["ip"],
         "node_name": "esp32_dht11_001",
+        "broker": "192.168.29.91:1883",  # where it reports (re-homing confirms by it)
+        "interval": FAST["interval_s"],  # between readings (set_interval confirms by it)
     }
     assert info["ip"].startswith("192.168.29.")
     for kind, unit in (("temperature", "°C"), ("humidity", "%")):
