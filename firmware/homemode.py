@@ -308,7 +308,10 @@ class HomeMode:
             self._reply({"cmd": cmd, "ok": True})
             asyncio.create_task(self._leave(True))
         elif cmd == "set_broker":
-            self._set_broker(doc)
+            import rehome  # only now, as ota: a running device does not carry it
+
+            rehome.start(self, doc)
+            sys.modules.pop("rehome", None)
         elif cmd == "ota":
             # Only now: a running device does not carry the update code. Collected
             # first: loading it and its 1 KB buffer need blocks that a heap full of
@@ -328,40 +331,6 @@ class HomeMode:
             asyncio.create_task(ota.start(self, doc))
         else:
             self._reply({"cmd": cmd, "ok": False, "error": "unknown_cmd"})
-
-    def _set_broker(self, doc):
-        # Try another broker; the stored config changes only once it has answered
-        # CONNACK (HomeMode.run goes back to the old one otherwise).
-        cmd = "set_broker"
-        m = self.m
-        body = dict(doc)
-        body["topic_prefix"], body["node_name"] = m["topic_prefix"], m["node_name"]
-        detail = new = None
-        if doc.get("tls") is not None or doc.get("ca") is not None:
-            detail = "tls is not taken by set_broker: re-provision for a TLS broker"
-        elif self.updating or self.leaving or self.trying:
-            detail = "an update, a reboot or a broker change is already under way"
-        else:
-            try:
-                new = validate.mqtt(body)
-            except validate.Invalid as e:
-                detail = e.detail
-        if detail:
-            self._reply({"cmd": cmd, "ok": False, "error": "bad_value", "detail": detail})
-            return
-        self.trying = new
-        self._reply({"cmd": cmd, "ok": True})
-        asyncio.create_task(self._leave_broker())
-
-    async def _leave_broker(self):
-        client = self.client
-        await asyncio.sleep_ms(50)  # let the reply go out first
-        if client:
-            try:
-                await client.publish(self.t_status, "offline", retain=True, qos=1)
-            except Exception as e:
-                log("mqtt: goodbye not sent:", _why(e))
-            await client.disconnect()  # the session ends; run() tries the new broker
 
     def _reply(self, doc):
         asyncio.create_task(self._publish_quietly(self.t_event, json.dumps(doc)))

@@ -116,9 +116,9 @@ def test_demo_home_moves_to_a_real_mosquitto_and_back(tmp_path):
 
     with Mosquitto(tmp_path / "mosquitto", dynsec_admin=("admin", "admin-secret")) as mosq:
         url = f"mqtt://admin:admin-secret@127.0.0.1:{mosq.port}"
+        args = ["rehome", "--demo", "2", "--broker", url, "--and-back"]
         proc = subprocess.run(
-            [sys.executable, "-m", "station", "fleet", "rehome", "--demo", "2"]
-            + ["--broker", url, "--and-back"],
+            [sys.executable, "-m", "station", "fleet", *args],
             env=_env(tmp_path, STATION_DEMO_TIMING="fast"),
             capture_output=True,
             text=True,
@@ -169,3 +169,25 @@ def test_config_mistakes_are_one_clear_line(tmp_path, args, message):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_closed_station_waits_for_its_devices_then_changes_them(running, tmp_path):
+    """Not a demo: this computer's station, closed. The command starts its broker (on
+    the port the devices know), waits for them to reconnect, then rolls out."""
+    from station import control
+
+    env, db, registry, broker, _world, device = running
+    control.withdraw(control.announcement_path(registry.location))
+    port = broker.port
+    broker.stop()  # the window was closed: its broker with it
+    (tmp_path / "settings.json").write_text(
+        f'{{"broker": {{"bind_host": "127.0.0.1", "port": {port}}}}}'
+    )
+    proc = cli(env, "--db", db, "fleet", "set-interval", "9", "--all", "--wait", "30")
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "Waiting up to 30 s for the devices to reach the broker (0 of 1 online)" in out
+    assert _rows(out)[device.node_name][0] == "confirmed"
+    assert "1 of 1 device(s) confirmed on 9 s." in out
+    events = [e.kind for e in registry.events(registry.device(device.node_name))]
+    assert "interval_change" in events

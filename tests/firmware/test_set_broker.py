@@ -47,9 +47,7 @@ def _send(observer: Observer, **fields) -> int:
 
 
 def _reply(observer: Observer, after: int) -> dict:
-    raw = observer.wait(
-        f"{P}/event", lambda p: json.loads(p).get("cmd") == "set_broker", 10, after
-    )
+    raw = observer.wait(f"{P}/event", lambda p: json.loads(p).get("cmd") == "set_broker", 10, after)
     return json.loads(raw)
 
 

@@ -362,7 +362,9 @@ def test_a_tls_life_fits_in_96k(air, devices, tls_broker, observer, ca):
     wait_for(lambda: len(observer.payloads(f"{P}/event")) >= 3, 10)
     wait_for(lambda: len(observer.payloads(f"{P}/state")) >= 4, 15)
     free = min(json.loads(p)["heap_free"] for p in observer.payloads(f"{P}/state"))
-    assert free > 24_000, f"only {free} bytes free after gc while running over TLS"
+    # 24.3-24.4 KB before set_broker (issue 11), 23.0-23.6 KB with it (2026-12-03): the
+    # line keeps 22 KB, 6x the largest block TLS asks for (3.4 KB, docs/PERFORMANCE.md).
+    assert free > 22_000, f"only {free} bytes free after gc while running over TLS"
     assert "MemoryError" not in dev.log_text()
 
 

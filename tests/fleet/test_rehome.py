@@ -97,7 +97,9 @@ def test_a_home_moves_to_mosquitto_and_back_without_a_visit(site, mosq):
     for node in nodes:
         sent = [e for e in site.registry.events(site.registry.device(node)) if e.kind == "command"]
         assert sent and sent[-1].data["password"] == "<hidden>"
-        assert on_mosquitto[node][1] not in str([e.data for e in site.registry.events(site.registry.device(node))])
+        assert on_mosquitto[node][1] not in str(
+            [e.data for e in site.registry.events(site.registry.device(node))]
+        )
 
     # 2. and back to the station's embedded broker
     with BrokerMove(site, home.name, "embedded") as back:
