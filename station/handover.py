@@ -222,6 +222,9 @@ def _row(
     by = last_run.station if last_run is not None else None
     if home_broker.startswith(STATION_BROKER) and by and station_id and by != station_id:
         broker = f"station {by}'s broker"
+    where = dev.broker_address
+    if where and where not in broker:  # e.g. a home moved halfway (station.fleet.rehome)
+        broker += f" (the device reports {where})"
 
     failures: list[Failure] = []
     seen: set[str] = set()

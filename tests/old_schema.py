@@ -20,6 +20,7 @@ UNDO: dict[int, list[str]] = {
         "ALTER TABLE home DROP COLUMN broker_ca",
     ],
     7: ["ALTER TABLE device DROP COLUMN location"],
+    8: ["ALTER TABLE device DROP COLUMN broker_address"],
 }
 
 

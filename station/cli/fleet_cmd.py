@@ -448,8 +448,10 @@ def _move(rt: StationRuntime, args: argparse.Namespace, home: str, broker: str) 
             f"are told {move.address}): {args.canary} canary first.",
             flush=True,
         )
+        if move.already:
+            print(f"Already there: {', '.join(move.already)}", flush=True)
         result, cancelled = drive(move, move.run)
-    print("\n" + final_table(result), flush=True)
+    print("\n" + final_table(result, already=move.already), flush=True)
     print(summary(result, f"moved to {move.address}"), flush=True)
     if move.home_moved:
         print(f"Home {move.home.name!r} now reports to {target}.", flush=True)

@@ -15,7 +15,9 @@ that device's turn comes; for the embedded broker the registry takes the token's
 then (the old broker keeps the old login, so a device that cannot move loses nothing).
 Once a device has moved, its login on the old broker is revoked. The home's broker
 changes in the registry only when every device of the home has moved: a half-moved
-home keeps pointing at its old broker, and the command says which devices moved.
+home keeps pointing at its old broker, and the command says which devices moved; run
+again, it leaves those alone (each device's reported broker is in the registry) and
+moves the rest.
 """
 
 from __future__ import annotations
@@ -79,7 +81,6 @@ class BrokerMove:
         self.target_url = target.url if target is not None else None
         if self.target_url == self.source:
             raise StationError(f"home {home.name!r} already reports to {_describe(self.source)}")
-        self.nodes = [d.node_name for d in devices]
         self.home_moved = False
         self._owned: list[ExternalBroker] = []
         self._tokens: dict[str, str] = {}
@@ -91,6 +92,11 @@ class BrokerMove:
             self.close()
             raise
         self.change = BrokerChange(host, port, self._login_for)
+        # Devices that already report from there (a move that stopped halfway, run
+        # again): nothing to do for them.
+        self.already = [d.node_name for d in devices if d.broker_address == self.change.address]
+        self.nodes = [d.node_name for d in devices if d.node_name not in self.already]
+        self.old_links = {n: link for n, link in self.old_links.items() if n in self.nodes}
         self.fleet = StationFleet(registry, self.old_links, also_hear=[self.new_link])
         self.options = {
             "canary": canary,
@@ -99,7 +105,7 @@ class BrokerMove:
             "device_timeout_s": device_timeout_s,
         }
         self.on_progress = on_progress
-        if not any(self.fleet.is_online(n) for n in self.nodes):
+        if self.nodes and not any(self.fleet.is_online(n) for n in self.nodes):
             self.close()
             raise StationError("none of the home's devices is online now: nothing can move")
 

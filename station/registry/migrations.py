@@ -21,7 +21,7 @@ from station.registry.status import Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # pg_advisory_xact_lock key held while a station creates or upgrades the schema.
 MIGRATION_LOCK = 0x45535033  # "ESP3"
 
@@ -74,6 +74,12 @@ def _device_location(db: peewee.Database, migrator: SchemaMigrator) -> None:
     db.execute_sql("ALTER TABLE device ADD COLUMN location VARCHAR(100)")
 
 
+def _device_broker(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """7 -> 8: Device.broker_address (host:port of the broker the device last reported
+    being on, its info's `broker`), NULL until it next reports."""
+    db.execute_sql("ALTER TABLE device ADD COLUMN broker_address VARCHAR(270)")
+
+
 # from-version -> step that upgrades to from-version + 1
 MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     1: _pending_to_registered,
@@ -82,6 +88,7 @@ MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     4: _home_broker,
     5: _tls_and_job_owner,
     6: _device_location,
+    7: _device_broker,
 }
 
 

@@ -112,6 +112,9 @@ class Device(BaseModel):
     firmware = peewee.CharField(null=True, max_length=32)
     mac = peewee.CharField(null=True, max_length=17)
     ip = peewee.CharField(null=True, max_length=45)
+    # host:port of the broker it last said it is on (its info's `broker`; schema 8):
+    # where a re-homing finds it (station.fleet.rehome). NULL: not reported yet.
+    broker_address = peewee.CharField(null=True, max_length=270)
     online = peewee.BooleanField(default=False)
     last_seen = peewee.DateTimeField(null=True)
     last_state = JSONField(null=True)

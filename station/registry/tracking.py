@@ -230,6 +230,9 @@ class Tracker:
             info = {
                 k: obs.payload.get(k) for k in INFO_FIELDS if isinstance(obs.payload.get(k), str)
             }
+            where = obs.payload.get("broker")
+            if isinstance(where, str) and 0 < len(where) <= 270:
+                info["broker_address"] = where
             if info.get("chip_id") and dev.chip_id not in (None, info["chip_id"]):
                 Event.create(
                     device=dev,

@@ -134,6 +134,30 @@ def test_a_broker_the_devices_cannot_reach_leaves_them_where_they_were(site, mos
     wait_for(lambda: site.registry.device(canary.node).online, 20)  # back on the old one
 
 
+def test_a_move_that_stopped_halfway_is_finished_by_running_it_again(site, mosq):
+    assert site.demo is not None
+    home = site.registry.homes()[0]
+    _, second = site.demo.fleet.devices
+    node2 = second.config()["mqtt"]["node_name"]
+    second.power_off()  # unplugged while the installer moves the home
+    wait_for(lambda: not site.registry.device(node2).online, 20)
+    with BrokerMove(site, home.name, _url(mosq)) as move:
+        result = move.run()
+    assert [d.phase for d in result.devices] == [Phase.CONFIRMED, Phase.SKIPPED]
+    assert not move.home_moved  # half moved: the home keeps its old broker
+    assert site.registry.home(home.id).broker_url is None
+    moved = result.devices[0].node
+    assert site.registry.device(moved).broker_address == f"127.0.0.1:{mosq.port}"
+    second.start()  # plugged in again: back on the embedded broker it knows
+    wait_for(lambda: site.registry.device(node2).online, 30)
+    with BrokerMove(site, home.name, _url(mosq)) as again:
+        assert again.already == [moved] and again.nodes == [node2]
+        result = again.run()
+    assert [(d.node, d.phase) for d in result.devices] == [(node2, Phase.CONFIRMED)]
+    assert again.home_moved
+    assert site.registry.home(home.id).broker_url == f"mqtt://127.0.0.1:{mosq.port}"
+
+
 def test_refusals_are_one_clear_line(site, mosq):
     home = site.registry.homes()[0]
     with pytest.raises(StationError, match="already reports to the station's embedded broker"):

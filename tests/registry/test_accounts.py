@@ -107,7 +107,7 @@ def test_schema_3_database_gets_the_account_table_and_keeps_its_devices(tmp_path
 
     reg = Registry(str(path))
     try:
-        assert reg.schema_version == migrations.SCHEMA_VERSION == 7
+        assert reg.schema_version == migrations.SCHEMA_VERSION == 8
         assert [d.node_name for d in reg.devices()] == [node]
         assert reg.accounts.add("ha", "observer").account.name == "ha"
     finally:

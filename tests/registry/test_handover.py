@@ -59,10 +59,26 @@ def test_schema_6_database_gets_the_location_column(tmp_path):
 
     reg = Registry(str(path))
     try:
-        assert reg.schema_version == migrations.SCHEMA_VERSION == 7
+        assert reg.schema_version == migrations.SCHEMA_VERSION == 8
         dev = reg.device(node)
         assert (dev.name, dev.location) == ("kept", None)
         assert reg.describe_device(dev, location="hall").location == "hall"
+    finally:
+        reg.close()
+
+
+def test_schema_7_database_gets_the_broker_address_column(tmp_path):
+    path = tmp_path / "r.db"
+    reg = Registry(str(path))
+    node = reg.register_device(name="kept").device.node_name
+    reg.close()
+    downgrade(path, 7)
+
+    reg = Registry(str(path))
+    try:
+        assert reg.schema_version == migrations.SCHEMA_VERSION == 8
+        dev = reg.device(node)
+        assert (dev.name, dev.broker_address) == ("kept", None)
     finally:
         reg.close()
 
@@ -156,6 +172,19 @@ def test_external_broker_home_shows_its_url_and_no_login(registry):
     report = handover.gather(registry, home.id)
     assert report.broker == "mqtts://broker.lake:8883"
     assert report.rows[0].broker == "mqtts://broker.lake:8883"
+
+
+def test_a_device_reporting_another_broker_says_so(registry):
+    """A home moved halfway (station.fleet.rehome): the row shows where the device is."""
+    home = registry.add_home("Lake house", "Lake", broker_url="mqtt://broker.lake:1883")
+    on_it, moved = (registry.register_device(home=home).device for _ in range(2))
+    Device.update(broker_address="broker.lake:1883").where(Device.id == on_it.id).execute()
+    Device.update(broker_address="10.0.0.9:1883").where(Device.id == moved.id).execute()
+    rows = handover.gather(registry, home.id).rows
+    assert [r.broker for r in rows] == [
+        "mqtt://broker.lake:1883",
+        "mqtt://broker.lake:1883 (the device reports 10.0.0.9:1883)",
+    ]
 
 
 def test_a_formula_in_a_note_stays_text_in_the_csv(registry, tmp_path):

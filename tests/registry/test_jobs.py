@@ -43,7 +43,7 @@ def test_schema_1_pending_rows_become_registered(tmp_path):
 
     reg = Registry(str(path))
     try:
-        assert reg.schema_version == migrations.SCHEMA_VERSION == 7
+        assert reg.schema_version == migrations.SCHEMA_VERSION == 8
         statuses = [j.status for j in ProvisioningJob.select().order_by(ProvisioningJob.id)]
         assert statuses == [Status.REGISTERED, Status.FAILED]
         # 2 -> 3: every existing device proves its token (no seed-app login).
