@@ -34,7 +34,7 @@ from station.registry.tracking import DeviceUpdate
 Index = QModelIndex | QPersistentModelIndex
 
 # Column constants (vorta style): the order of the table.
-NAME, NODE, CHIP, STATE, TEMPERATURE, HUMIDITY, RSSI, IP, FIRMWARE, LAST_SEEN = range(10)
+NAME, NODE, CHIP, STATE, TEMPERATURE, HUMIDITY, RSSI, IP, FIRMWARE, UPDATE, LAST_SEEN = range(11)
 HEADERS = (
     "Name",
     "Node",
@@ -45,6 +45,7 @@ HEADERS = (
     "RSSI",
     "IP",
     "Firmware",
+    "Update",  # the phase of a firmware update (station/ui/fleet_update.py); else empty
     "Last seen",
 )
 NUMERIC_COLUMNS = (TEMPERATURE, HUMIDITY, RSSI)
@@ -76,12 +77,39 @@ STATE_COLOURS = {
     OFFLINE: QColor("#c62828"),  # red
 }
 STATE_RANK = {ONLINE: 2.0, STALE: 1.0, OFFLINE: 0.0}
+# The Update column's colours, by phase (station.fleet.rollout.Phase's values).
+UPDATE_COLOURS = {
+    "confirmed": QColor("#2e7d32"),
+    "rolled back": QColor("#c62828"),
+    "failed": QColor("#c62828"),
+    "skipped": QColor("#6d6d6d"),
+    "cancelled": QColor("#6d6d6d"),
+}
+UPDATE_BUSY_COLOUR = QColor("#1565c0")  # sent, downloading, verifying, rebooting
 STALE_AFTER_INTERVALS = 3
 # A live re-sort (when sorted by a changing column) at most every this many ticks:
 # rows that jump every second cannot be read, and each re-sort repaints the whole
 # table (25-45 ms on a 2-core laptop, docs/PERFORMANCE.md).
 RESORT_TICKS = 3
 MISSING = -math.inf
+
+
+@dataclass(frozen=True)
+class UpdateCell:
+    """One device's part in a firmware update, as the Update column shows it."""
+
+    phase: str  # station.fleet.rollout.Phase's value, or "up to date"
+    reason: str = ""
+    canary: bool = False
+    version: str = ""
+
+    def tooltip(self) -> str:
+        lines = [f"Firmware {self.version}: {self.phase}" if self.version else self.phase]
+        if self.reason:
+            lines.append(self.reason)
+        if self.canary:
+            lines.append("The canary: updated first, alone; the rest wait for it to confirm.")
+        return "\n".join(lines)
 
 
 @dataclass
@@ -100,6 +128,7 @@ class DeviceRow:
     firmware: str | None = None
     provisioned: bool = False
     interval_s: float | None = None  # set_interval sent from here; else the setting
+    update: UpdateCell | None = None  # in the last firmware update started here
     search: str = ""  # lower-case text the filter matches against
 
     @classmethod
@@ -267,6 +296,25 @@ class DeviceTableModel(QAbstractTableModel):
         self._states[i] = self._state(self._rows[i], self.clock())
         self.dataChanged.emit(self.index(i, STATE), self.index(i, STATE), UPDATE_ROLES)
 
+    def set_update(self, node_name: str, cell: UpdateCell | None) -> None:
+        """A device's phase in a firmware update (None: not in one): its Update cell."""
+        i = self._pos.get(node_name)
+        if i is None or self._rows[i].update == cell:
+            return
+        self._rows[i].update = cell
+        self._sort_dirty = self._sort_dirty or self._sort_column == UPDATE
+        self.dataChanged.emit(self.index(i, UPDATE), self.index(i, UPDATE), UPDATE_ROLES)
+
+    def clear_updates(self) -> None:
+        """Every Update cell emptied (a new update starts)."""
+        for row in self._rows:
+            if row.update is not None:
+                self.set_update(row.node_name, None)
+
+    def update_of(self, node_name: str) -> UpdateCell | None:
+        i = self._pos.get(node_name)
+        return None if i is None else self._rows[i].update
+
     def tick(self) -> None:
         """Once a second: the relative "last seen" column, plus any row turned stale,
         and the live re-sort."""
@@ -399,6 +447,8 @@ class DeviceTableModel(QAbstractTableModel):
                 return STATE_COLOURS[state]
             if role == Qt.ItemDataRole.DecorationRole:
                 return self._icon(state)
+        if col == UPDATE and row.update is not None and role == Qt.ItemDataRole.ForegroundRole:
+            return UPDATE_COLOURS.get(row.update.phase, UPDATE_BUSY_COLOUR)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(row, col, r)
         if role == Qt.ItemDataRole.TextAlignmentRole and col in NUMERIC_COLUMNS:
@@ -424,6 +474,8 @@ class DeviceTableModel(QAbstractTableModel):
             return row.ip or ""
         if col == FIRMWARE:
             return row.firmware or ""
+        if col == UPDATE:
+            return "" if row.update is None else row.update.phase
         if col == LAST_SEEN:
             return relative_time(row.last_seen, self.clock())
         return ""
@@ -467,6 +519,8 @@ class DeviceTableModel(QAbstractTableModel):
             return f"Sensor error: {row.error}"
         if col == LAST_SEEN and row.last_seen is not None:
             return _local(row.last_seen)
+        if col == UPDATE and row.update is not None:
+            return row.update.tooltip()
         if col == NODE and row.topic_prefix:
             return f"MQTT topics under {row.topic_prefix}/"
         return None

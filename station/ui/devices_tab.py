@@ -14,18 +14,24 @@ from PySide6.QtCore import (
     QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
+    QPoint,
     QRect,
     Qt,
     QTimer,
     Signal,
 )
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
+    QMessageBox,
+    QPushButton,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -33,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from station.errors import StationError
+from station.fleet.rollout import FINAL, DeviceProgress, Phase, RolloutResult
 from station.registry.tracking import DeviceUpdate
 from station.ui.bridge import StationBridge
 from station.ui.device_detail import DeviceDetail
@@ -44,9 +51,12 @@ from station.ui.devices_model import (
     NAME,
     NODE,
     STATE,
+    UPDATE,
     DeviceFilterProxy,
     DeviceTableModel,
+    UpdateCell,
 )
+from station.ui.fleet_update import FleetUpdateRunner, UpdateDialog
 
 if TYPE_CHECKING:
     from station.runtime import StationRuntime
@@ -87,6 +97,7 @@ class DeviceTableView(QTableView):
 
 class DevicesTab(QWidget):
     countsChanged = Signal(int, int)  # devices online, devices total (for the status bar)
+    updateFinished = Signal(str)  # a firmware update's summary line (for the status bar)
 
     def __init__(
         self, runtime: StationRuntime, bridge: StationBridge, parent: QWidget | None = None
@@ -114,7 +125,9 @@ class DevicesTab(QWidget):
         self.view.setSortingEnabled(True)
         self.view.sortByColumn(NODE, Qt.SortOrder.AscendingOrder)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Several rows (shift/ctrl-click) for "Update firmware…"; the detail panel shows
+        # the current row.
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.setAlternatingRowColors(True)
         self.view.setWordWrap(False)
@@ -132,6 +145,7 @@ class DevicesTab(QWidget):
             CHIP: "A4CF12EF5678",
             STATE: "● offline",
             IP: "192.168.29.100",
+            UPDATE: "downloading",
             LAST_SEEN: "59 s ago",
         }
         for col, title in enumerate(HEADERS):
@@ -145,10 +159,51 @@ class DevicesTab(QWidget):
         self.detail.intervalSet.connect(self.model.set_interval)
         self.view.selectionModel().currentRowChanged.connect(self._on_current)
 
+        # Firmware updates: the action (button, context menu), the bar while one runs.
+        self.updater = FleetUpdateRunner(runtime, self)
+        self.updater.started.connect(self._update_started)
+        self.updater.stage.connect(self._update_stage)
+        self.updater.progress.connect(self._update_progress)
+        self.updater.finished.connect(self._update_finished)
+        self.updater.failed.connect(self._update_failed)
+        self.update_dialog: UpdateDialog | None = None
+        self._update_version = ""
+        self._update_phases: dict[str, Phase] = {}
+        self._update_stage_text = ""
+        self._closing = False
+        self.update_action = QAction("Update firmware…", self)
+        self.update_action.setToolTip("Build a new firmware and update the selected devices")
+        self.update_action.triggered.connect(self.open_update_dialog)
+        self.update_button = QPushButton("Update firmware…")
+        self.update_button.setToolTip(self.update_action.toolTip())
+        self.update_button.clicked.connect(self.update_action.trigger)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._context_menu)
+        self.view.selectionModel().selectionChanged.connect(self._sync_update_action)
+        self.update_bar = QFrame()
+        self.update_bar.setFrameShape(QFrame.Shape.StyledPanel)
+        self.update_label = QLabel()
+        self.update_label.setWordWrap(True)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setToolTip("Start no more devices; those updating carry on")
+        self.pause_button.clicked.connect(self._toggle_pause)
+        self.cancel_update_button = QPushButton("Cancel")
+        self.cancel_update_button.setToolTip(
+            "Start no more devices; those updating finish (never interrupted halfway)"
+        )
+        self.cancel_update_button.clicked.connect(self.cancel_update)
+        bar = QHBoxLayout(self.update_bar)
+        bar.setContentsMargins(8, 4, 8, 4)
+        bar.addWidget(self.update_label, 1)
+        bar.addWidget(self.pause_button)
+        bar.addWidget(self.cancel_update_button)
+        self.update_bar.hide()
+
         top = QHBoxLayout()
         top.addWidget(self.filter_edit, 1)
         top.addWidget(self.online_only)
         top.addWidget(self.count_label)
+        top.addWidget(self.update_button)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.view)
         splitter.addWidget(self.detail)
@@ -157,7 +212,9 @@ class DevicesTab(QWidget):
         splitter.setSizes([720, 440])  # the table gets the room; the detail stays readable
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.update_bar)
         layout.addWidget(splitter, 1)
+        self._sync_update_action()
 
         # Counts change with every update; a second is fresh enough for a label and
         # keeps an O(rows) count off the per-message path.
@@ -237,3 +294,160 @@ class DevicesTab(QWidget):
         row = self.model.device_row(i)
         if row.node_name != self.detail.node_name:
             self.detail.show_device(row)
+
+    def selected_nodes(self) -> list[str]:
+        """The selected rows' node names, in the table's order."""
+        rows = sorted(self.view.selectionModel().selectedRows(), key=lambda i: i.row())
+        return [self.model.node_at(self.proxy.mapToSource(i).row()) for i in rows]
+
+    # -- firmware updates ------------------------------------------------------------------
+
+    def _sync_update_action(self, *_: object) -> None:
+        busy = self.updater.busy or self.update_dialog is not None
+        enabled = bool(self.selected_nodes()) and not busy and not self._closing
+        self.update_action.setEnabled(enabled)
+        self.update_button.setEnabled(enabled)
+        if self.updater.busy:
+            why = "A firmware update is running: one at a time."
+        elif not self.selected_nodes():
+            why = "Select one or more devices in the table first."
+        else:
+            why = self.update_action.toolTip()
+        self.update_button.setToolTip(why)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        menu = QMenu(self)
+        menu.addAction(self.update_action)
+        menu.popup(self.view.viewport().mapToGlobal(pos))
+
+    def open_update_dialog(self) -> None:
+        nodes = self.selected_nodes()
+        if not nodes or self.updater.busy or self.update_dialog is not None:
+            return
+        rows = [self.model.device_row(i) for n in nodes if (i := self.model.row_of(n)) is not None]
+        dialog = UpdateDialog(rows, demo=self.runtime.demo is not None, parent=self)
+        self.update_dialog = dialog
+
+        def closed(code: int) -> None:
+            self.update_dialog = None
+            dialog.deleteLater()
+            if code == UpdateDialog.DialogCode.Accepted:
+                self.start_update(
+                    dialog.nodes,
+                    version=dialog.version.text().strip(),
+                    canary=dialog.canary.value(),
+                    concurrency=dialog.concurrency.value(),
+                    bad_bundle=dialog.bad_bundle.isChecked(),
+                )
+            self._sync_update_action()
+
+        dialog.finished.connect(closed)
+        self._sync_update_action()
+        dialog.open()
+
+    def start_update(
+        self,
+        nodes: Sequence[str],
+        *,
+        version: str | None = None,
+        canary: int = 1,
+        concurrency: int = 4,
+        bad_bundle: bool = False,
+    ) -> bool:
+        if self._closing or not self.updater.start(
+            nodes, version=version, canary=canary, concurrency=concurrency, bad_bundle=bad_bundle
+        ):
+            return False
+        self._update_version, self._update_phases = version or "", {}
+        self.pause_button.setText("Pause")
+        self.pause_button.setEnabled(True)
+        self.pause_button.show()
+        self.cancel_update_button.setEnabled(True)
+        self.cancel_update_button.show()
+        self.update_bar.show()
+        self._sync_update_action()
+        return True
+
+    def _update_started(self, version: str, nodes: list[str], already: list[str]) -> None:
+        self._update_version = version
+        self.model.clear_updates()
+        self._update_phases = {n: Phase.WAITING for n in nodes}
+        for node in nodes:
+            self.model.set_update(node, UpdateCell(str(Phase.WAITING), version=version))
+        for node in already:
+            self.model.set_update(
+                node, UpdateCell("up to date", f"already runs {version}", version=version)
+            )
+        self._show_update_state()
+
+    def _update_stage(self, text: str) -> None:
+        self._update_stage_text = text
+        self._show_update_state()
+
+    def _update_progress(self, dev: DeviceProgress) -> None:
+        self._update_phases[dev.node] = dev.phase
+        self.model.set_update(
+            dev.node,
+            UpdateCell(str(dev.phase), dev.reason, dev.canary, version=self._update_version),
+        )
+        self._show_update_state()
+
+    def _show_update_state(self) -> None:
+        if not self.updater.busy:
+            return
+        phases = list(self._update_phases.values())
+        text = f"Firmware update: {self._update_stage_text}"
+        if phases and self._update_stage_text.startswith("updating"):
+            done = sum(p is Phase.CONFIRMED for p in phases)
+            busy = sum(p is not Phase.WAITING and p not in FINAL for p in phases)
+            text += f" — {done} of {len(phases)} confirmed"
+            if busy:
+                text += f", {busy} updating"
+        if self.updater.paused:
+            text += " — paused: no more devices are started"
+        self.update_label.setText(text)
+
+    def _toggle_pause(self) -> None:
+        if self.updater.paused:
+            self.updater.resume()
+            self.pause_button.setText("Pause")
+        else:
+            self.updater.pause()
+            self.pause_button.setText("Resume")
+        self._show_update_state()
+
+    def cancel_update(self) -> None:
+        self.updater.cancel()
+        self.pause_button.setEnabled(False)
+        self.cancel_update_button.setEnabled(False)
+        self.update_label.setText(
+            "Firmware update: cancelling — no more devices are started; those updating finish"
+        )
+
+    def _update_finished(self, result: RolloutResult, summary: str) -> None:
+        for dev in result.devices:
+            self._update_progress(dev)
+        self._end_update(summary)
+        log.info("firmware update: %s", summary)
+        self.updateFinished.emit(summary)
+
+    def _update_failed(self, message: str) -> None:
+        self._end_update("")
+        if self._closing:
+            return
+        self.model.clear_updates()
+        QMessageBox.warning(self, "Update firmware", message)
+
+    def _end_update(self, text: str) -> None:
+        self.pause_button.hide()
+        self.cancel_update_button.hide()
+        self.update_label.setText(text)
+        self.update_bar.setVisible(bool(text))
+        self._sync_update_action()
+
+    def shutdown_update(self, timeout: float = 30.0) -> bool:
+        """The window closes: a running update is cancelled and closed."""
+        self._closing = True
+        if self.update_dialog is not None:
+            self.update_dialog.reject()
+        return self.updater.shutdown(timeout)

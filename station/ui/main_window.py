@@ -94,6 +94,10 @@ class MainWindow(QMainWindow):
         self.bridge.followerChanged.connect(lambda _s: self._refresh_followers())
         # The table model knows the counts: no database query per message.
         self.devices_tab.countsChanged.connect(self._show_counts)
+        # A firmware update's outcome, where the eye goes when it ends.
+        self.devices_tab.updateFinished.connect(
+            lambda text: self.statusBar().showMessage(text, 60_000)
+        )
         self._show_counts(self.devices_tab.model.online_count(), self.devices_tab.model.rowCount())
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._refresh_status)
@@ -263,6 +267,9 @@ class MainWindow(QMainWindow):
             # it takes the laptop home and frees the radio (StationRuntime.stop waits).
             wizard.reject()
         self.provision_tab.shutdown(60.0)
+        # A firmware update running: no more devices started, those updating left to
+        # finish by themselves, its history written before the runtime stops.
+        self.devices_tab.shutdown_update(30.0)
         self.bridge.detach()
         # The followers themselves stop with the runtime (StationRuntime.stop, right
         # after the window), so a closed window gets no more of their updates.

@@ -19,8 +19,11 @@ from station.ui.devices_model import (
     STATE,
     STATE_COLOURS,
     TEMPERATURE,
+    UPDATE,
+    UPDATE_COLOURS,
     DeviceFilterProxy,
     DeviceTableModel,
+    UpdateCell,
     relative_time,
 )
 
@@ -82,7 +85,7 @@ def record(model) -> list[tuple]:
 
 
 def test_load_shows_each_device(model):
-    assert model.rowCount() == 3 and model.columnCount() == 10
+    assert model.rowCount() == 3 and model.columnCount() == 11
     assert text(model, 0, NAME) == "Sensor 1"
     assert text(model, 0, NODE) == "esp32_dht11_001"
     assert text(model, 0, STATE) == "online"
@@ -91,6 +94,31 @@ def test_load_shows_each_device(model):
     assert text(model, 1, RSSI) == "-52 dBm"
     assert text(model, 2, LAST_SEEN) == "0 s ago"
     assert model.headerData(STATE, Qt.Orientation.Horizontal, DISPLAY) == "State"
+
+
+def test_the_update_column_shows_a_devices_phase_and_reason_in_one_cell(model):
+    assert headers(model)[UPDATE] == "Update"
+    assert [text(model, r, UPDATE) for r in range(3)] == ["", "", ""]  # in no update
+    seen = record(model)
+    cell = UpdateCell("rolled back", "crashed at boot", canary=True, version="1.0.1")
+    model.set_update("esp32_dht11_002", cell)
+    assert seen == [(1, 1, UPDATE, UPDATE)]  # that cell only
+    assert text(model, 1, UPDATE) == "rolled back"
+    index = model.index(1, UPDATE)
+    tip = model.data(index, Qt.ItemDataRole.ToolTipRole)
+    assert tip.startswith("Firmware 1.0.1: rolled back\ncrashed at boot\nThe canary")
+    assert model.data(index, Qt.ItemDataRole.ForegroundRole) == UPDATE_COLOURS["rolled back"]
+    assert model.update_of("esp32_dht11_002") == cell
+    model.set_update("esp32_dht11_002", cell)  # the same again: no repaint
+    assert len(seen) == 1
+    model.clear_updates()
+    assert text(model, 1, UPDATE) == "" and model.update_of("esp32_dht11_002") is None
+    assert model.data(index, Qt.ItemDataRole.ToolTipRole) is None
+    assert seen[1:] == [(1, 1, UPDATE, UPDATE)]
+
+
+def headers(model) -> list[str]:
+    return [model.headerData(c, Qt.Orientation.Horizontal, DISPLAY) for c in range(11)]
 
 
 def test_update_changes_only_its_row(model, clock):
@@ -106,7 +134,7 @@ def test_update_changes_only_its_row(model, clock):
             state={"temperature": 25.25, "humidity": 55.0, "rssi": -70},
         )
     )
-    assert seen == [(1, 1, 0, 9)]  # one dataChanged, row 1 only, no reset or layout change
+    assert seen == [(1, 1, 0, LAST_SEEN)]  # one dataChanged, row 1 only, no reset or layout change
     assert text(model, 1, TEMPERATURE) == "25.2 °C"
     assert text(model, 1, RSSI) == "-70 dBm"
     assert text(model, 0, TEMPERATURE) == "21.0 °C"
@@ -145,7 +173,7 @@ def test_new_device_is_inserted(model):
     # A second update for it is an ordinary row change.
     seen.clear()
     model.apply(DeviceUpdate("esp32_dht11_009", "home/esp32_dht11_009", "offline", False, T0))
-    assert seen == [(3, 3, 0, 9)]
+    assert seen == [(3, 3, 0, LAST_SEEN)]
 
 
 def test_new_device_without_lookup(qapp, clock):
