@@ -198,6 +198,7 @@ def redacted(doc: Mapping[str, Any]) -> dict[str, Any]:
     secret = {a.name for a in spec.args if a.secret} if spec is not None else set()
     return {k: ("<hidden>" if k in secret else v) for k, v in doc.items()}
 
+
 # What the firmware answers when it refuses (firmware/homemode.py _on_message).
 REFUSALS = ("bad_json", "bad_value", "unknown_cmd")
 
