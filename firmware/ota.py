@@ -3,9 +3,10 @@
 #
 # Plain HTTP/1.0 GETs over net.connect (the board's view of the network), the
 # manifest hashed as it arrives and trusted only if it matches the command's sha256,
-# each file streamed in 1 KB chunks into the inactive set (/fw/a or /fw/b under
+# each file streamed in 512 B chunks into the inactive set (/fw/a or /fw/b under
 # flash_dir) and hashed as it goes, never a whole file in RAM; then every written
 # file re-read and hashed from flash, then /fw/trial written (temp file + rename).
+# A file download cut on the way resumes with Range: bytes=N- (the BundleServer's 206).
 import asyncio
 import binascii
 import gc
@@ -16,7 +17,7 @@ import os
 import net
 from util import exists, log
 
-CHUNK = 1024
+CHUNK = 512  # 1 KB chunks took the free block the MQTT session then needed (96 KB heap)
 MANIFEST_MAX = 4096
 URL_MAX = 200
 _HEX = "0123456789abcdef"
@@ -25,6 +26,14 @@ _TAG = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ."
 
 class Failed(Exception):
     pass
+
+
+class Cut(Failed):
+    # The connection ended early: a file download resumes from where it was.
+    pass
+
+
+RESUMES = 5  # cuts of one file's download before the update gives up
 
 
 # --- the command's fields (station/commands.py checks the same) -------------------
@@ -88,15 +97,19 @@ def _split(url):
 # --- HTTP ----------------------------------------------------------------------
 
 
-async def _get(dev, host, port, path):
-    # (stream, Content-Length) of a 200 answer to GET path; the caller closes it.
+async def _get(dev, host, port, path, start=0):
+    # (stream, Content-Length, resumed) of the answer to GET path, from byte `start`
+    # (Range: bytes=start-) when start: resumed for a 206, not for a 200 (a server
+    # that ignores Range sends the whole file again). The caller closes the stream.
     t = dev.timing
     stream = await net.connect(dev.board, host, port, t["probe_ms"])
     try:
-        stream.write(("GET " + path + " HTTP/1.0\r\nHost: " + host + "\r\nConnection: close\r\n\r\n").encode())
+        stream.write(("GET %s HTTP/1.0\r\nHost: %s\r\n%sConnection: close\r\n\r\n" % (
+            path, host, "Range: bytes=%d-\r\n" % start if start else "")).encode())
         await asyncio.wait_for_ms(stream.drain(), t["ota_read_ms"])
         status = await _line(stream, t)
-        if status[:5] != b"HTTP/" or status.split(b" ")[1:2] != [b"200"]:
+        code = status[9:12]
+        if status[:5] != b"HTTP/" or not (code == b"200" or start and code == b"206"):
             raise Failed("%s: HTTP %s" % (path, status.decode().strip()))
         length = None
         for _ in range(32):
@@ -110,7 +123,7 @@ async def _get(dev, host, port, path):
             raise Failed("%s: too many header lines" % path)
         if length is None:
             raise Failed("%s: no Content-Length" % path)
-        return stream, length
+        return stream, length, code == b"206"
     except BaseException:
         await net.close(stream)
         raise
@@ -118,7 +131,9 @@ async def _get(dev, host, port, path):
 
 async def _line(stream, t):
     line = await asyncio.wait_for_ms(stream.readline(), t["ota_read_ms"])
-    if not line or len(line) > 512:
+    if not line:
+        raise Cut("connection closed early")
+    if len(line) > 512:
         raise Failed("bad HTTP answer")
     return line
 
@@ -126,7 +141,7 @@ async def _line(stream, t):
 async def _read_into(stream, mv, t):
     n = await asyncio.wait_for_ms(stream.readinto(mv), t["ota_read_ms"])
     if not n:
-        raise Failed("connection closed early")
+        raise Cut("connection closed early")
     return n
 
 
@@ -273,7 +288,7 @@ async def _run(dev, doc, say):
     root = _root(dev)
     _mkdir(root + "/fw")
     mpath = root + "/fw/manifest.tmp"
-    stream, length = await _get(dev, host, port, path)
+    stream, length, _ = await _get(dev, host, port, path)
     try:
         if length > MANIFEST_MAX:
             raise Failed("manifest too large (%d bytes)" % length)
@@ -343,25 +358,41 @@ async def _install(dev, doc, say, host, port, base, root, ipath, count, total, b
 
 
 async def _fetch(dev, host, port, path, folder, rel, size, digest, mv):
+    # One file streamed to flash and hashed as it comes. A connection that ends early
+    # (a WiFi drop) is resumed with Range from the bytes already written, the hash
+    # carried on, rather than the file started over.
     i = rel.rfind("/")
     if i > 0:  # a sub-folder (board/...)
         d = folder
         for part in rel[:i].split("/"):
             d += "/" + part
             _mkdir(d)
-    stream, length = await _get(dev, host, port, path)
-    try:
-        if length != size:
-            raise Failed("%s: size %d, the manifest says %d" % (rel, length, size))
-        h = hashlib.sha256()
-        got = 0
-        with open(folder + "/" + rel, "wb") as fh:
-            while got < size:
-                n = await _read_into(stream, mv[:min(CHUNK, size - got)], dev.timing)
-                fh.write(mv[:n])
-                h.update(mv[:n])
-                got += n
-    finally:
-        await net.close(stream)
+    h = hashlib.sha256()
+    got = cuts = 0
+    with open(folder + "/" + rel, "wb") as fh:
+        while True:
+            try:
+                stream, length, resumed = await _get(dev, host, port, path, got)
+                try:
+                    if got and not resumed:  # the whole file again
+                        fh.seek(0)
+                        h = hashlib.sha256()
+                        got = 0
+                    if got + length != size:
+                        raise Failed("%s: size %d, the manifest says %d" % (rel, got + length, size))
+                    while got < size:
+                        n = await _read_into(stream, mv[:min(CHUNK, size - got)], dev.timing)
+                        fh.write(mv[:n])
+                        h.update(mv[:n])
+                        got += n
+                finally:
+                    await net.close(stream)
+                break
+            except (Cut, OSError, asyncio.TimeoutError) as e:  # a reset, a stall, no network
+                cuts += 1
+                if cuts > RESUMES:
+                    raise Failed("%s: download cut %d times (%s)" % (rel, cuts, e))
+                log("ota: resuming", rel, "at", got)
+                await asyncio.sleep_ms(250 * cuts)
     if binascii.hexlify(h.digest()).decode() != digest:
         raise Failed(rel + ": hash mismatch")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -273,4 +275,157 @@ def test_a_set_that_crashes_at_boot_is_dropped_by_the_device_itself(
         for f in bundle.manifest["files"]:
             assert _sha(flash / "fw" / "a" / f["path"]) == f["sha256"], f["path"]
     finally:
+        server.stop()
+
+
+class CuttingProxy:
+    """A TCP relay in front of a BundleServer: the first `cuts` answers for `victim` (a
+    request path) are cut after `keep` bytes of their body, as a WiFi drop mid-file
+    would; every request head is kept as the device sent it. strip_range: the Range
+    header is not passed on (a server that ignores it)."""
+
+    def __init__(
+        self,
+        target: tuple[str, int],
+        victim: str,
+        keep: int,
+        cuts: int = 1,
+        strip_range: bool = False,
+    ) -> None:
+        self.target, self.victim, self.keep = target, victim, keep
+        self.cuts, self.strip_range = cuts, strip_range
+        self.heads: list[str] = []
+        self.cut_at: int | None = None  # body bytes a cut answer passed
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        host, port = self._sock.getsockname()[:2]
+        self.address = f"{host}:{port}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn: socket.socket) -> None:
+        with conn, socket.create_connection(self.target) as up:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(1024)
+                if not chunk:
+                    return
+                head += chunk
+            self.heads.append(head.decode())
+            mine = head.split(b" ")[1] == self.victim.encode()
+            if self.strip_range:
+                head = b"".join(x for x in head.splitlines(True) if not x.startswith(b"Range:"))
+            up.sendall(head)
+            cut = mine and self.cuts > 0
+            if cut:
+                self.cuts -= 1
+            answer = b""
+            while data := up.recv(4096):
+                if not cut:
+                    conn.sendall(data)
+                    continue
+                answer += data
+                end = answer.find(b"\r\n\r\n")
+                if end >= 0 and len(answer) - (end + 4) >= self.keep:
+                    conn.sendall(answer[: end + 4 + self.keep])
+                    self.cut_at = self.keep
+                    return  # both closed: the device's connection ends early
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+VICTIM = "homemode.mpy"
+
+
+def _behind_proxy(air, mqtt_broker, bundle: Bundle, **cutting) -> tuple:
+    """(server, proxy, the victim's manifest entry, its request path): the bundle served
+    where the device reaches it only through a CuttingProxy."""
+    server = BundleServer(bundle).start()
+    victim = next(f for f in bundle.manifest["files"] if f["path"] == VICTIM)
+    path = f"/{bundle.digest}/{VICTIM}"
+    proxy = CuttingProxy(server.address, path, keep=victim["size"] // 2, **cutting)
+    broker = f"127.0.0.1:{mqtt_broker.port}"
+    host, port = server.address
+    air.add_home_network(
+        HOME_SSID,
+        HOME_PASSWORD,
+        reach={f"{SEED_BROKER}:1883": broker, broker: broker, f"{host}:{port}": proxy.address},
+    )
+    return server, proxy, victim, path
+
+
+def test_a_download_cut_mid_file_resumes_where_it_stopped(
+    home, air, device, api, mqtt_broker, observer, bundle
+):
+    server, proxy, victim, path = _behind_proxy(air, mqtt_broker, bundle)
+    try:
+        _running(device, api, mqtt_broker, observer)
+        seen_info = observer.count(f"{P}/info")
+        after = _ota(observer, server)
+        raw = observer.wait(
+            f"{P}/info", lambda p: json.loads(p)["firmware"] == "1.1.0", 30, after=seen_info
+        )
+        assert json.loads(raw)["chip_id"] == device.chip_id
+        assert proxy.cut_at == victim["size"] // 2
+        asked = [h for h in proxy.heads if h.startswith(f"GET {path} ")]
+        assert len(asked) == 2, asked
+        assert "Range" not in asked[0]
+        assert f"\r\nRange: bytes={proxy.cut_at}-\r\n" in asked[1]  # from the bytes it had
+        assert server.requests[path] == 2  # the whole file once (cut on the way), the rest once
+        states = [e["state"] for e in _ota_events(observer, after)]
+        assert states == ["downloading", "verifying", "rebooting"]
+        assert f"ota: resuming {VICTIM} at {proxy.cut_at}" in device.log_text()
+        flash = air.flash_dir(device.chip_id)
+        assert json.loads((flash / "fw" / "active").read_text())["set"] == "a"
+        assert _sha(flash / "fw" / "a" / victim["path"]) == victim["sha256"]
+    finally:
+        proxy.close()
+        server.stop()
+
+
+def test_a_server_that_ignores_range_gets_the_file_fetched_again_from_the_start(
+    home, air, device, api, mqtt_broker, observer, bundle
+):
+    server, proxy, victim, path = _behind_proxy(air, mqtt_broker, bundle, strip_range=True)
+    try:
+        _running(device, api, mqtt_broker, observer)
+        seen_info = observer.count(f"{P}/info")
+        _ota(observer, server)
+        observer.wait(
+            f"{P}/info", lambda p: json.loads(p)["firmware"] == "1.1.0", 30, after=seen_info
+        )
+        asked = [h for h in proxy.heads if h.startswith(f"GET {path} ")]
+        assert len(asked) == 2 and "\r\nRange: bytes=" in asked[1], asked
+        assert server.requests[path] == 2  # both answered 200: the whole file twice
+        flash = air.flash_dir(device.chip_id)
+        assert _sha(flash / "fw" / "a" / VICTIM) == victim["sha256"]
+    finally:
+        proxy.close()
+        server.stop()
+
+
+def test_a_download_cut_again_and_again_fails_naming_the_file(
+    home, air, device, api, mqtt_broker, observer, bundle
+):
+    server, proxy, _victim, path = _behind_proxy(air, mqtt_broker, bundle, cuts=100)
+    try:
+        _running(device, api, mqtt_broker, observer)
+        lives = len(device.exit_codes)
+        after = _ota(observer, server)
+        failed = _wait_state(observer, after, "failed")
+        assert failed["reason"] == f"{VICTIM}: download cut 6 times (connection closed early)"
+        assert len([h for h in proxy.heads if h.startswith(f"GET {path} ")]) == 6
+        assert not (air.flash_dir(device.chip_id) / "fw" / "trial").exists()
+        n = observer.count(f"{P}/state")
+        observer.wait(f"{P}/state", after=n, timeout=10)
+        assert len(device.exit_codes) == lives  # no reboot
+    finally:
+        proxy.close()
         server.stop()
