@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from station.errors import StationError
 from station.fleet.changes import IntervalChange
 from station.fleet.link import StationFleet, home_links
-from station.fleet.rollout import DeviceProgress, Rollout, RolloutResult
+from station.fleet.rollout import DeviceProgress, RolloutResult, Stages
 
 if TYPE_CHECKING:
     from station.external_broker import ExternalBroker
@@ -33,6 +33,7 @@ class IntervalUpdate:
     ) -> None:
         self.runtime = runtime
         self.change = IntervalChange(seconds)  # CommandError: out of the device's range
+        stages = Stages(canary, concurrency, max_failures, device_timeout_s)
         registry = runtime.registry
         devices = [registry.device(n) for n in dict.fromkeys(nodes)]
         if not devices:
@@ -45,16 +46,7 @@ class IntervalUpdate:
             self._stop_owned()
             raise
         self.fleet = StationFleet(registry, links)
-        self.rollout = Rollout(
-            self.nodes,
-            self.change,
-            self.fleet,
-            canary=canary,
-            concurrency=concurrency,
-            max_failures=max_failures,
-            device_timeout_s=device_timeout_s,
-            on_progress=on_progress,
-        )
+        self.rollout = stages.rollout(self.nodes, self.change, self.fleet, on_progress)
         if not any(self.fleet.is_online(n) for n in self.nodes):
             self.close()
             raise StationError("none of these devices is online now: nothing to change")

@@ -31,7 +31,7 @@ from station.errors import StationError
 from station.external_broker import ExternalBroker
 from station.fleet.changes import BrokerChange
 from station.fleet.link import DeviceLink, StationFleet, home_links
-from station.fleet.rollout import DeviceProgress, Phase, Rollout, RolloutResult
+from station.fleet.rollout import DeviceProgress, Phase, Rollout, RolloutResult, Stages
 from station.registry import Device, Home, credentials
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class BrokerMove:
     ) -> None:
         """`broker`: a URL (mqtt://USER:PASSWORD@host:port, the admin login of a
         Mosquitto with dynamic security; kept in the keyring) or `embedded`."""
+        self.stages = Stages(canary, concurrency, max_failures, device_timeout_s)
         self.runtime = rt = runtime
         registry = rt.registry
         if isinstance(home, str):
@@ -98,12 +99,6 @@ class BrokerMove:
         self.nodes = [d.node_name for d in devices if d.node_name not in self.already]
         self.old_links = {n: link for n, link in self.old_links.items() if n in self.nodes}
         self.fleet = StationFleet(registry, self.old_links, also_hear=[self.new_link])
-        self.options = {
-            "canary": canary,
-            "concurrency": concurrency,
-            "max_failures": max_failures,
-            "device_timeout_s": device_timeout_s,
-        }
         self.on_progress = on_progress
         if self.nodes and not any(self.fleet.is_online(n) for n in self.nodes):
             self.close()
@@ -171,15 +166,8 @@ class BrokerMove:
         return device.mqtt_username, token
 
     def run(self) -> RolloutResult:
-        rollout = self._rollout = Rollout(
-            self.nodes,
-            self.change,
-            self.fleet,
-            canary=int(self.options["canary"]),
-            concurrency=int(self.options["concurrency"]),
-            max_failures=int(self.options["max_failures"]),
-            device_timeout_s=float(self.options["device_timeout_s"]),
-            on_progress=self.on_progress,
+        rollout = self._rollout = self.stages.rollout(
+            self.nodes, self.change, self.fleet, self.on_progress
         )
         self.fleet.watch(rollout.observe)
         log.info(

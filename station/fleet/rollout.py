@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from station.errors import StationError
+
 log = logging.getLogger(__name__)
 
 
@@ -261,6 +263,44 @@ class Rollout:
         log.info("rollout: %s %s%s", dev.node, phase, f" ({reason})" if reason else "")
         if self.on_progress is not None:
             self.on_progress(dev)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """How a rollout is staged: `canary` devices alone first, then `concurrency` at a
+    time, stopping new starts past `max_failures`; a device silent for
+    `device_timeout_s` after its command has failed."""
+
+    canary: int = 1
+    concurrency: int = 4
+    max_failures: int = 0
+    device_timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.canary < 0 or self.max_failures < 0:
+            raise StationError(
+                "--concurrency must be at least 1; --canary and --max-failures 0 or more"
+            )
+        if self.device_timeout_s <= 0:
+            raise StationError("--timeout must be more than 0 seconds")
+
+    def rollout(
+        self,
+        nodes: Iterable[str],
+        change: Change,
+        fleet: Fleet,
+        on_progress: Callable[[DeviceProgress], None] | None = None,
+    ) -> Rollout:
+        return Rollout(
+            nodes,
+            change,
+            fleet,
+            canary=self.canary,
+            concurrency=self.concurrency,
+            max_failures=self.max_failures,
+            device_timeout_s=self.device_timeout_s,
+            on_progress=on_progress,
+        )
 
 
 @dataclass(frozen=True)

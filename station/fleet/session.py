@@ -28,7 +28,14 @@ from station.errors import StationError
 from station.fleet.bundle import MANIFEST, Bundle, make_bundle, make_crashing_bundle
 from station.fleet.bundle_server import BundleServer
 from station.fleet.link import StationFleet, home_links
-from station.fleet.rollout import DeviceProgress, FirmwareChange, Phase, Rollout, RolloutResult
+from station.fleet.rollout import (
+    DeviceProgress,
+    FirmwareChange,
+    Phase,
+    Rollout,
+    RolloutResult,
+    Stages,
+)
 from station.sim import firmware
 
 if TYPE_CHECKING:
@@ -95,16 +102,7 @@ class FirmwareUpdate:
         self.nodes = [d.node_name for d in devices if d.firmware != self.version]
         if not self.nodes:
             raise StationError(f"every device named already runs firmware {self.version}")
-        self.options = {
-            "canary": canary,
-            "concurrency": concurrency,
-            "max_failures": max_failures,
-            "device_timeout_s": device_timeout_s,
-        }
-        if concurrency < 1 or canary < 0 or max_failures < 0:
-            raise StationError(
-                "--concurrency must be at least 1; --canary and --max-failures 0 or more"
-            )
+        self.stages = Stages(canary, concurrency, max_failures, device_timeout_s)
         self.on_progress = on_progress
         self._owned: list[ExternalBroker] = []
         self._server: BundleServer | None = None
@@ -169,16 +167,7 @@ class FirmwareUpdate:
         self._server = server
         self.url = f"http://{host}:{port}/{self.bundle.digest}/{MANIFEST}"
         change = FirmwareChange(self.version, self.url, self.bundle.digest)
-        self._rollout = Rollout(
-            self.nodes,
-            change,
-            self.fleet,
-            canary=int(self.options["canary"]),
-            concurrency=int(self.options["concurrency"]),
-            max_failures=int(self.options["max_failures"]),
-            device_timeout_s=float(self.options["device_timeout_s"]),
-            on_progress=self.on_progress,
-        )
+        self._rollout = self.stages.rollout(self.nodes, change, self.fleet, self.on_progress)
         if self._paused:
             self._rollout.pause()
         if self._cancelled:

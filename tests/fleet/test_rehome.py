@@ -5,8 +5,6 @@ is told the new broker over MQTT, and counts as moved only when it reports from 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import paho.mqtt.client as mqtt
 import pytest
 from mosquitto import Mosquitto
@@ -15,34 +13,10 @@ from support import wait_for
 from station.errors import StationError
 from station.fleet.rehome import BrokerMove
 from station.fleet.rollout import Phase
-from station.provisioning import BulkQueue
 from station.runtime import StationRuntime
-from station.settings import Settings
-from station.sim.demo import FAST_TIMING
 
 pytestmark = pytest.mark.timeout(240)
-ADMIN = ("admin", "admin-secret")
-
-
-@pytest.fixture
-def mosq(tmp_path) -> Iterator[Mosquitto]:
-    with Mosquitto(tmp_path / "mosquitto", dynsec_admin=ADMIN) as m:
-        yield m
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch) -> Iterator[StationRuntime]:
-    """A demo station with 2 devices provisioned to its embedded broker, online."""
-    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path / "data"))
-    rt = StationRuntime.start(Settings(), demo_devices=2, demo_timing=FAST_TIMING)
-    try:
-        home = rt.registry.homes()[0]
-        queue = BulkQueue(rt.provisioning_station())
-        queue.add(queue.scan(), home)
-        assert queue.run(home, rt.secrets.home_password(home.id)).ok
-        yield rt
-    finally:
-        rt.stop()
+ADMIN = ("admin", "admin-secret")  # the mosq fixture's dynamic-security admin (conftest.py)
 
 
 def _url(mosq: Mosquitto) -> str:

@@ -8,29 +8,9 @@ import pytest
 from station.errors import StationError
 from station.fleet.rollout import Phase
 from station.fleet.session import FirmwareUpdate, next_version
-from station.provisioning import BulkQueue
 from station.runtime import StationRuntime
-from station.settings import Settings
-from station.sim.demo import FAST_TIMING
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch):
-    """A demo station with 2 provisioned devices online."""
-    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path / "data"))
-    rt = StationRuntime.start(
-        Settings(), demo_devices=2, demo_timing={**FAST_TIMING, "ota_confirm_s": 20}
-    )
-    try:
-        home = rt.registry.homes()[0]
-        queue = BulkQueue(rt.provisioning_station())
-        queue.add(queue.scan(), home)
-        assert queue.run(home, rt.secrets.home_password(home.id)).ok
-        yield rt
-    finally:
-        rt.stop()
 
 
 def _nodes(rt: StationRuntime) -> list[str]:
