@@ -41,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     edit.add_argument("--broker", metavar="URL", help=BROKER_HELP)
     edit.add_argument("--ca", metavar="FILE", help=CA_HELP)
+    edit.add_argument(
+        "--new-devices-only",
+        action="store_true",
+        help="--broker for a home with provisioned devices: change only where devices "
+        "provisioned from now on report (`station fleet rehome` moves the others)",
+    )
     edit.set_defaults(func=run_edit)
     rm = actions.add_parser("remove", help="remove a home (its devices stay registered)")
     rm.add_argument("name")
@@ -202,6 +208,16 @@ def run_edit(args: argparse.Namespace) -> int:
         if args.broker is not None:
             target = external_broker.remember(store, args.broker)
             fields["broker_url"] = target.url if target else None
+            placed = [d for d in home.devices if d.is_provisioned]
+            if fields["broker_url"] != home.broker_url and placed and not args.new_devices_only:
+                # Editing the home does not move them: the station would lose sight of them.
+                raise StationError(
+                    f"home {home.name!r} has {len(placed)} provisioned device(s) reporting "
+                    f"to {home.broker_url or 'the embedded broker'}. Move them without a "
+                    f"visit: station fleet rehome --home {home.name!r} --broker URL (the "
+                    "home follows once they have moved); or add --new-devices-only to "
+                    "change only where devices provisioned from now on report"
+                )
             if target is None or not target.tls:
                 if ca:
                     raise StationError("--ca is for a TLS broker (mqtts://)")
@@ -224,8 +240,8 @@ def run_edit(args: argparse.Namespace) -> int:
         print(f"Home {home.name!r}: WiFi {home.wifi_ssid!r}, devices report to {broker}.")
         if args.broker is not None and home.devices.count():
             print(
-                f"Its {home.devices.count()} provisioned device(s) report where they were "
-                "configured until they are provisioned again.",
+                f"Its {home.devices.count()} device(s) report where they were configured "
+                f"until moved (station fleet rehome) or provisioned again.",
                 file=sys.stderr,
             )
         if home.broker_url and (args.broker is not None or ca):

@@ -75,6 +75,32 @@ def test_edit_moves_a_home_between_brokers(tmp_path, monkeypatch, memory_keyring
     reg.close()
 
 
+def test_editing_the_broker_of_a_home_with_devices_points_to_the_move(
+    tmp_path, monkeypatch, memory_keyring, capsys
+):
+    db = str(tmp_path / "r.db")
+    assert add(db, monkeypatch) == 0
+    reg = Registry(db)
+    device = reg.register_device(home=reg.home("Smith")).device
+    device.is_provisioned = True  # as provisioning leaves it
+    device.save()
+    reg.close()
+    url = "mqtt://admin:pw@broker.example:1883"
+    assert main(["--db", db, "homes", "edit", "Smith", "--broker", url]) == 2
+    err = capsys.readouterr().err
+    assert "has 1 provisioned device(s) reporting to the embedded broker" in err
+    assert "station fleet rehome --home 'Smith' --broker URL" in err
+    reg = Registry(db)
+    assert reg.home("Smith").broker_url is None  # nothing changed
+    reg.close()
+    # On purpose, for the devices provisioned from now on:
+    assert main(["--db", db, "homes", "edit", "Smith", "--broker", url, "--new-devices-only"]) == 0
+    assert "until moved (station fleet rehome)" in capsys.readouterr().err
+    reg = Registry(db)
+    assert reg.home("Smith").broker_url == "mqtt://broker.example:1883"
+    reg.close()
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
