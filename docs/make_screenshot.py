@@ -3,6 +3,12 @@ after the demo batch was provisioned from the Provision tab and readings arrived
 
     xvfb-run -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshot.py
 
+With `--fleet-update`, docs/screenshot-fleet-update.png instead: after the batch, the
+last two devices are sent the demo's firmware that crashes at boot (the canary rolls
+back, the other is never sent anything), then the first four are updated to 1.0.1
+two at a time; the window is captured while that runs (the canary confirmed, two
+devices updating, one waiting), from the progress signal itself.
+
 The station starts through its real entry point (station.cli.main -> gui_cmd.run_gui
 -> station.ui.app.run, start-up thread included), with a throwaway user (HOME, data,
 settings) so nothing of yours shows. A QTimer inside the event loop plays the user:
@@ -20,11 +26,13 @@ import time
 from pathlib import Path
 
 OUT = Path(__file__).with_name("screenshot.png")
+FLEET_OUT = Path(__file__).with_name("screenshot-fleet-update.png")
 DEVICES = 6
 SETTLE_S = 12  # after the batch: a few readings per device, and the chart gets a line
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    fleet = "--fleet-update" in argv
     user = Path(tempfile.mkdtemp(prefix="station-screenshot-"))
     os.environ.update(
         HOME=str(user),
@@ -71,6 +79,32 @@ def main() -> int:
                 w.tabs.setCurrentWidget(w.devices_tab)
                 w.devices_tab.view.selectRow(0)
                 state["step"], state["at"] = "settle", time.monotonic() + SETTLE_S
+                if fleet:
+                    state["step"] = "crashing"
+                    _update(w, rows=range(DEVICES - 2, DEVICES), bad=True)
+        elif step == "crashing" and not w.devices_tab.updater.busy:
+            if w.devices_tab.update_dialog is None:  # started and ended
+                state["step"] = "update"
+                tab = w.devices_tab
+
+                def on_progress(_dev: object) -> None:
+                    phases = [tab.model.update_of(tab.model.node_at(r)) for r in range(4)]
+                    shown = [c.phase if c else "" for c in phases]
+                    busy = [p for p in shown if p in ("downloading", "verifying", "rebooting")]
+                    if "done" not in state and "confirmed" in shown and len(busy) == 2:
+                        state["done"] = True
+                        w.grab().save(str(FLEET_OUT))
+                        print(f"wrote {FLEET_OUT}: {shown}")
+
+                tab.updater.progress.connect(on_progress)
+                _update(w, rows=range(4), concurrency=2)
+                tab.view.selectRow(0)  # the canary: its detail; the other rows' colours show
+        elif step == "update" and not w.devices_tab.updater.busy:
+            if w.devices_tab.update_dialog is None:
+                if "done" not in state:
+                    state["error"] = "the update ended before the moment to capture"
+                state["step"] = "done"
+                w.close()
         elif step == "settle" and time.monotonic() > state["at"]:
             w.grab().save(str(OUT))
             print(f"wrote {OUT}")
@@ -91,5 +125,22 @@ def main() -> int:
     return code
 
 
+def _update(w: object, rows: range, bad: bool = False, concurrency: int = 4) -> None:
+    """Select `rows` in the devices table, open "Update firmware…", Start."""
+    from PySide6.QtCore import QItemSelectionModel
+
+    tab = w.devices_tab  # type: ignore[attr-defined]
+    select = tab.view.selectionModel()
+    select.clearSelection()
+    flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+    for r in rows:
+        select.select(tab.proxy.index(r, 0), flags)
+    tab.update_button.click()
+    dialog = tab.update_dialog
+    dialog.bad_bundle.setChecked(bad)
+    dialog.concurrency.setValue(concurrency)
+    dialog.start_button.click()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -34,18 +34,19 @@ from station.registry.tracking import DeviceUpdate
 Index = QModelIndex | QPersistentModelIndex
 
 # Column constants (vorta style): the order of the table.
-NAME, NODE, CHIP, STATE, TEMPERATURE, HUMIDITY, RSSI, IP, FIRMWARE, UPDATE, LAST_SEEN = range(11)
+# Firmware and its Update beside the state: what an installer watches during an update.
+NAME, NODE, CHIP, STATE, FIRMWARE, UPDATE, TEMPERATURE, HUMIDITY, RSSI, IP, LAST_SEEN = range(11)
 HEADERS = (
     "Name",
     "Node",
     "Chip ID",
     "State",
+    "Firmware",
+    "Update",  # the phase of a firmware update (station/ui/fleet_update.py); else empty
     "Temperature",
     "Humidity",
     "RSSI",
     "IP",
-    "Firmware",
-    "Update",  # the phase of a firmware update (station/ui/fleet_update.py); else empty
     "Last seen",
 )
 NUMERIC_COLUMNS = (TEMPERATURE, HUMIDITY, RSSI)
@@ -448,6 +449,8 @@ class DeviceTableModel(QAbstractTableModel):
             if role == Qt.ItemDataRole.DecorationRole:
                 return self._icon(state)
         if col == UPDATE and row.update is not None and role == Qt.ItemDataRole.ForegroundRole:
+            if row.update.phase in ("waiting", "up to date"):
+                return None  # nothing happening to it: the table's own colour
             return UPDATE_COLOURS.get(row.update.phase, UPDATE_BUSY_COLOUR)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(row, col, r)

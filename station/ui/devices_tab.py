@@ -97,6 +97,7 @@ class DeviceTableView(QTableView):
 
 class DevicesTab(QWidget):
     countsChanged = Signal(int, int)  # devices online, devices total (for the status bar)
+    updateStarted = Signal()
     updateFinished = Signal(str)  # a firmware update's summary line (for the status bar)
 
     def __init__(
@@ -198,6 +199,8 @@ class DevicesTab(QWidget):
         bar.addWidget(self.pause_button)
         bar.addWidget(self.cancel_update_button)
         self.update_bar.hide()
+        # Empty until an update starts from here: the column appears with the first one.
+        self.view.setColumnHidden(UPDATE, True)
 
         top = QHBoxLayout()
         top.addWidget(self.filter_edit, 1)
@@ -359,6 +362,8 @@ class DevicesTab(QWidget):
         ):
             return False
         self._update_version, self._update_phases = version or "", {}
+        self.view.setColumnHidden(UPDATE, False)
+        self.updateStarted.emit()
         self.pause_button.setText("Pause")
         self.pause_button.setEnabled(True)
         self.pause_button.show()

@@ -68,21 +68,22 @@ _PHASE_WORDS = (
 
 
 def summary(result: RolloutResult, version: str, already: Sequence[str] = ()) -> str:
-    """One line for the status bar: "2 confirmed on 1.0.1", or what went wrong and why
-    the rollout stopped ("Firmware 1.0.1: 1 rolled back, 1 not started — the canary
-    esp32_dht11_001 rolled back: crashed at boot; rollout stopped")."""
+    """One line for the status bar: "2 confirmed on 1.0.1", or why the rollout stopped
+    and what that left ("Firmware 1.0.1: the canary esp32_dht11_001 rolled back:
+    crashed at boot; rollout stopped, 1 not started")."""
     counts = [f"{n} {word}" for phase, word in _PHASE_WORDS if (n := result.count(phase))]
     if already:
         counts.append(f"{len(already)} already on it")
     if result.ok:
         first, *rest = counts
         return f"{first} on {version}" + (f", {', '.join(rest)}" if rest else "")
+    if result.stopped and result.stopped != "cancelled":
+        # What stopped it first; then what that left ("2 not started").
+        rest = [c for c in counts if not c.endswith(("rolled back", "failed"))]
+        tail = f", {', '.join(rest)}" if rest else ""
+        return f"Firmware {version}: {result.stopped}; rollout stopped{tail}"
     text = f"Firmware {version}: {', '.join(counts)}"
-    if result.stopped == "cancelled":
-        return text + " — cancelled"
-    if result.stopped:
-        return text + f" — {result.stopped}; rollout stopped"
-    return text
+    return text + (" — cancelled" if result.stopped else "")
 
 
 class UpdateDialog(QDialog):

@@ -94,7 +94,9 @@ class MainWindow(QMainWindow):
         self.bridge.followerChanged.connect(lambda _s: self._refresh_followers())
         # The table model knows the counts: no database query per message.
         self.devices_tab.countsChanged.connect(self._show_counts)
-        # A firmware update's outcome, where the eye goes when it ends.
+        # A firmware update's outcome, where the eye goes when it ends (the last one's
+        # goes when the next starts).
+        self.devices_tab.updateStarted.connect(self.statusBar().clearMessage)
         self.devices_tab.updateFinished.connect(
             lambda text: self.statusBar().showMessage(text, 60_000)
         )

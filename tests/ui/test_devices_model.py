@@ -20,6 +20,7 @@ from station.ui.devices_model import (
     STATE_COLOURS,
     TEMPERATURE,
     UPDATE,
+    UPDATE_BUSY_COLOUR,
     UPDATE_COLOURS,
     DeviceFilterProxy,
     DeviceTableModel,
@@ -109,12 +110,18 @@ def test_the_update_column_shows_a_devices_phase_and_reason_in_one_cell(model):
     assert tip.startswith("Firmware 1.0.1: rolled back\ncrashed at boot\nThe canary")
     assert model.data(index, Qt.ItemDataRole.ForegroundRole) == UPDATE_COLOURS["rolled back"]
     assert model.update_of("esp32_dht11_002") == cell
+    model.set_update("esp32_dht11_001", UpdateCell("downloading", version="1.0.1"))
+    busy = model.data(model.index(0, UPDATE), Qt.ItemDataRole.ForegroundRole)
+    assert busy == UPDATE_BUSY_COLOUR != UPDATE_COLOURS["confirmed"]
+    model.set_update("esp32_dht11_001", UpdateCell("waiting", version="1.0.1"))
+    assert model.data(model.index(0, UPDATE), Qt.ItemDataRole.ForegroundRole) is None
+    del seen[1:]
     model.set_update("esp32_dht11_002", cell)  # the same again: no repaint
     assert len(seen) == 1
     model.clear_updates()
     assert text(model, 1, UPDATE) == "" and model.update_of("esp32_dht11_002") is None
     assert model.data(index, Qt.ItemDataRole.ToolTipRole) is None
-    assert seen[1:] == [(1, 1, UPDATE, UPDATE)]
+    assert seen[1:] == [(0, 0, UPDATE, UPDATE), (1, 1, UPDATE, UPDATE)]  # the two shown
 
 
 def headers(model) -> list[str]:

@@ -22,11 +22,11 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from station.cli import main
-from station.fleet.rollout import Phase
+from station.fleet.rollout import DeviceProgress, Phase, RolloutResult
 from station.ui.bridge import StationBridge
 from station.ui.devices_model import FIRMWARE, UPDATE
 from station.ui.devices_tab import DevicesTab
-from station.ui.fleet_update import ABANDONED
+from station.ui.fleet_update import ABANDONED, summary
 from station.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.timeout(240)
@@ -152,6 +152,7 @@ def _select_two_and_open_the_dialog(s: Script) -> bool:
     tab = s.window.devices_tab
     tab.view.clearSelection()
     s.seen["enabled_with_none"] = tab.update_button.isEnabled()
+    s.seen["column_hidden_before"] = tab.view.isColumnHidden(UPDATE)
     _click_row(tab, 0)
     _click_row(tab, 1, Qt.KeyboardModifier.ControlModifier)
     s.seen["selected"] = tab.selected_nodes()
@@ -224,6 +225,7 @@ def test_two_selected_devices_are_updated_and_confirmed_in_the_table(gui_env, qt
         s.seen["status"] = s.window.statusBar().currentMessage()
         s.seen["bar"] = (tab.update_label.text(), tab.pause_button.isVisible())
         s.seen["enabled_after"] = tab.update_button.isEnabled()
+        s.seen["column_hidden_after"] = tab.view.isColumnHidden(UPDATE)
         s.seen["history"] = {
             n: [
                 e.data["phase"]
@@ -268,6 +270,8 @@ def test_two_selected_devices_are_updated_and_confirmed_in_the_table(gui_env, qt
     assert s.seen["status"] == "2 confirmed on 1.0.1"
     assert s.seen["bar"] == ("2 confirmed on 1.0.1", False)
     assert s.seen["enabled_after"] is True
+    # The Update column appears with the first update (empty until then).
+    assert (s.seen["column_hidden_before"], s.seen["column_hidden_after"]) == (True, False)
     # The canary confirmed before the other was sent anything.
     progress = s.seen["progress"]
     assert progress.index((selected[1], Phase.SENT)) > progress.index(
@@ -378,9 +382,8 @@ def test_a_firmware_crashing_at_boot_rolls_the_canary_back_and_the_other_is_not_
     assert first_run == [Phase.CANCELLED]
     assert s.seen["firmware"] == {canary: "1.0.0", second: "1.0.0", other: "1.0.0"}
     status = s.seen["status"]
-    assert status.startswith("Firmware 1.0.1: 1 rolled back, 1 not started — "), status
-    assert f" — the canary {canary} rolled back: crashed at boot" in status, status
-    assert status.endswith("; rollout stopped"), status
+    assert status.startswith(f"Firmware 1.0.1: the canary {canary} rolled back: crashed at boot")
+    assert status.endswith("; rollout stopped, 1 not started"), status
     # Paused before anything was sent: nobody got a command, the bar says so.
     assert s.seen["second_version"] == "1.0.1"
     assert s.seen["paused_progress"] == []
@@ -426,3 +429,28 @@ def test_a_refusal_is_a_message_not_a_traceback(qtbot, empty_runtime, monkeypatc
     assert _cell(tab, issued.device.node_name, UPDATE) == ""
     assert not tab.update_bar.isVisible()
     assert tab.update_action.isEnabled()  # free for the next try
+
+
+def test_the_summary_line_says_the_outcome_and_why_it_stopped():
+    def result(stopped: str, *phases: Phase) -> RolloutResult:
+        return RolloutResult([DeviceProgress(f"d{i}", p) for i, p in enumerate(phases)], stopped)
+
+    ok = result("", Phase.CONFIRMED, Phase.CONFIRMED, Phase.SKIPPED)
+    assert summary(ok, "1.0.1") == "2 confirmed on 1.0.1, 1 skipped (offline)"
+    assert summary(ok, "1.0.1", ["d9"]) == (
+        "2 confirmed on 1.0.1, 1 skipped (offline), 1 already on it"
+    )
+    canary = result(
+        "the canary d0 rolled back: crashed at boot", Phase.ROLLED_BACK, Phase.CANCELLED
+    )
+    assert summary(canary, "1.0.1") == (
+        "Firmware 1.0.1: the canary d0 rolled back: crashed at boot; rollout stopped, 1 not started"
+    )
+    alone = result("the canary d0 failed: manifest hash mismatch", Phase.FAILED)
+    assert summary(alone, "2.0.0") == (
+        "Firmware 2.0.0: the canary d0 failed: manifest hash mismatch; rollout stopped"
+    )
+    cancelled = result("cancelled", Phase.CONFIRMED, Phase.CANCELLED, Phase.CANCELLED)
+    assert summary(cancelled, "1.0.1") == "Firmware 1.0.1: 1 confirmed, 2 not started — cancelled"
+    partly = result("", Phase.CONFIRMED, Phase.FAILED)  # failures allowed (max_failures)
+    assert summary(partly, "1.0.1") == "Firmware 1.0.1: 1 confirmed, 1 failed"
