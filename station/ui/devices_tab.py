@@ -320,6 +320,7 @@ class DevicesTab(QWidget):
 
     def _context_menu(self, pos: QPoint) -> None:
         menu = QMenu(self)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         menu.addAction(self.update_action)
         menu.popup(self.view.viewport().mapToGlobal(pos))
 

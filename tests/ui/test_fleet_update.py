@@ -19,7 +19,7 @@ from collections.abc import Callable
 import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
 
 from station.cli import main
 from station.fleet.rollout import DeviceProgress, Phase, RolloutResult
@@ -234,6 +234,39 @@ def test_two_selected_devices_are_updated_and_confirmed_in_the_table(gui_env, qt
             ]
             for n in selected
         }
+        s.seen["first_progress"] = list(s.seen["progress"])
+        # Then all three, paused at once and cancelled: nothing is sent to any.
+        tab.view.selectAll()
+        tab.update_button.click()
+        return True
+
+    def start_paused_then_cancel() -> bool:
+        assert s.window is not None
+        tab = s.window.devices_tab
+        d = tab.update_dialog
+        if d is None or not d.isVisible():
+            return False
+        s.seen["third_version"] = d.version.text()
+        _record_progress(s, tab)
+        d.start_button.click()
+        tab.pause_button.click()
+        tab.cancel_update_button.click()
+        s.seen["cancelling"] = (
+            tab.update_label.text(),
+            tab.pause_button.isEnabled(),
+            tab.cancel_update_button.isEnabled(),
+        )
+        return True
+
+    def cancelled() -> bool:
+        assert s.window is not None
+        tab = s.window.devices_tab
+        if tab.updater.busy:
+            return False
+        s.seen["cancelled_status"] = s.window.statusBar().currentMessage()
+        s.seen["cancelled_cells"] = [
+            _cell(tab, tab.model.node_at(r), UPDATE) for r in range(tab.model.rowCount())
+        ]
         s.window.close()
         return True
 
@@ -244,6 +277,8 @@ def test_two_selected_devices_are_updated_and_confirmed_in_the_table(gui_env, qt
         watch_the_run,
         the_dialog,
         both_confirmed,
+        start_paused_then_cancel,
+        cancelled,
     ]
     try:
         code = main(["--demo"])
@@ -273,11 +308,18 @@ def test_two_selected_devices_are_updated_and_confirmed_in_the_table(gui_env, qt
     # The Update column appears with the first update (empty until then).
     assert (s.seen["column_hidden_before"], s.seen["column_hidden_after"]) == (True, False)
     # The canary confirmed before the other was sent anything.
-    progress = s.seen["progress"]
+    progress = s.seen["first_progress"]
     assert progress.index((selected[1], Phase.SENT)) > progress.index(
         (selected[0], Phase.CONFIRMED)
     )
     assert s.seen["history"] == {selected[0]: ["confirmed"], selected[1]: ["confirmed"]}
+    # Paused and cancelled before anything was sent: every device "cancelled", none sent.
+    assert s.seen["third_version"] == "1.0.2"  # after the newest of 1.0.1 and 1.0.0
+    label, pause_on, cancel_on = s.seen["cancelling"]
+    assert label.startswith("Firmware update: cancelling") and not pause_on and not cancel_on
+    assert s.seen["progress"] and {p for _, p in s.seen["progress"]} == {Phase.CANCELLED}
+    assert s.seen["cancelled_cells"] == ["cancelled"] * DEVICES
+    assert s.seen["cancelled_status"] == "Firmware 1.0.2: 3 not started — cancelled"
     # The GUI thread ran all along (the build and the rollout are on their thread).
     assert s.max_gap("both_confirmed") < 1.5, s.gaps
 
@@ -419,7 +461,12 @@ def test_a_refusal_is_a_message_not_a_traceback(qtbot, empty_runtime, monkeypatc
     tab.view.selectRow(0)
     assert tab.selected_nodes() == [issued.device.node_name]
     assert tab.update_action.isEnabled()
-    tab.update_action.trigger()
+    # The table's context menu offers it.
+    tab.view.customContextMenuRequested.emit(tab.view.visualRect(tab.proxy.index(0, 0)).center())
+    menus = [m for m in tab.findChildren(QMenu) if m.isVisible()]
+    assert [[a.text() for a in m.actions()] for m in menus] == [["Update firmware…"]]
+    menus[0].actions()[0].trigger()
+    menus[0].close()
     dialog = tab.update_dialog
     assert dialog is not None and dialog.isVisible()
     assert not dialog.bad_bundle.isVisible()  # not a demo: no crashing firmware offered
