@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import socket
 import threading
@@ -280,9 +281,9 @@ def test_a_set_that_crashes_at_boot_is_dropped_by_the_device_itself(
 
 class CuttingProxy:
     """A TCP relay in front of a BundleServer: the first `cuts` answers for `victim` (a
-    request path) are cut after `keep` bytes of their body, as a WiFi drop mid-file
-    would; every request head is kept as the device sent it. strip_range: the Range
-    header is not passed on (a server that ignores it)."""
+    request path) are cut after `keep` bytes of their body (or one short of the whole
+    body), as a WiFi drop mid-file would; every request head is kept as the device
+    sent it. strip_range: the Range header is not passed on (a server ignoring it)."""
 
     def __init__(
         self,
@@ -295,7 +296,7 @@ class CuttingProxy:
         self.target, self.victim, self.keep = target, victim, keep
         self.cuts, self.strip_range = cuts, strip_range
         self.heads: list[str] = []
-        self.cut_at: int | None = None  # body bytes a cut answer passed
+        self.cut_at: int | None = None  # body bytes the last cut answer passed
         self._sock = socket.create_server(("127.0.0.1", 0))
         host, port = self._sock.getsockname()[:2]
         self.address = f"{host}:{port}"
@@ -332,9 +333,14 @@ class CuttingProxy:
                     continue
                 answer += data
                 end = answer.find(b"\r\n\r\n")
-                if end >= 0 and len(answer) - (end + 4) >= self.keep:
-                    conn.sendall(answer[: end + 4 + self.keep])
-                    self.cut_at = self.keep
+                if end < 0:
+                    continue
+                # keep bytes at most, and never the whole body (a resumed answer is shorter)
+                length = int(re.search(rb"Content-Length: (\d+)", answer[:end]).group(1))
+                passed = min(self.keep, length - 1)
+                if len(answer) - (end + 4) >= passed:
+                    conn.sendall(answer[: end + 4 + passed])
+                    self.cut_at = passed
                     return  # both closed: the device's connection ends early
 
     def close(self) -> None:
