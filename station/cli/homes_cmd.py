@@ -208,7 +208,7 @@ def run_edit(args: argparse.Namespace) -> int:
         if args.broker is not None:
             target = external_broker.remember(store, args.broker)
             fields["broker_url"] = target.url if target else None
-            placed = [d for d in home.devices if d.is_provisioned]
+            placed = [d for d in registry.devices() if d.home_id == home.id and d.is_provisioned]
             if fields["broker_url"] != home.broker_url and placed and not args.new_devices_only:
                 # Editing the home does not move them: the station would lose sight of them.
                 raise StationError(

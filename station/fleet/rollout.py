@@ -42,10 +42,18 @@ class Phase(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"  # offline when its turn came
     CANCELLED = "cancelled"  # never started: the rollout was stopped or cancelled
+    ABANDONED = "not followed"  # under way when the station stopped listening (abandon())
 
 
 FINAL = frozenset(
-    {Phase.CONFIRMED, Phase.ROLLED_BACK, Phase.FAILED, Phase.SKIPPED, Phase.CANCELLED}
+    {
+        Phase.CONFIRMED,
+        Phase.ROLLED_BACK,
+        Phase.FAILED,
+        Phase.SKIPPED,
+        Phase.CANCELLED,
+        Phase.ABANDONED,
+    }
 )
 # What a device's event says (`{"event": <change.event>, "state": ...}`).
 EVENT_PHASES = {
@@ -161,6 +169,17 @@ class Rollout:
         """Start no more devices; those updating finish (never interrupted halfway)."""
         with self._cond:
             self._cancelled = True
+            self._cond.notify_all()
+
+    def abandon(self, reason: str) -> None:
+        """Stop now (the station is closing): no more devices started, and those under
+        way are no longer followed (phase ABANDONED with `reason`: each finishes or
+        rolls back by itself, unconfirmed here), so run() returns at once."""
+        with self._cond:
+            self._cancelled = True
+            for dev in self.devices.values():
+                if dev.started is not None and not dev.final:
+                    self._set(dev, Phase.ABANDONED, reason)
             self._cond.notify_all()
 
     # -- what devices report (the broker's thread) ------------------------------------------

@@ -224,6 +224,12 @@ class FirmwareUpdate:
         if self._rollout is not None:
             self._rollout.cancel()
 
+    def abandon(self, reason: str = "the station stopped before it confirmed") -> None:
+        """Make a running run() return now (the window closes): see Rollout.abandon."""
+        self._cancelled = True
+        if self._rollout is not None:
+            self._rollout.abandon(reason)
+
     def close(self) -> None:
         """Stop serving, stop listening, stop the brokers started here; idempotent."""
         if getattr(self, "fleet", None) is not None:

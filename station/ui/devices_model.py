@@ -85,6 +85,7 @@ UPDATE_COLOURS = {
     "failed": QColor("#c62828"),
     "skipped": QColor("#6d6d6d"),
     "cancelled": QColor("#6d6d6d"),
+    "not followed": QColor("#6d6d6d"),
 }
 UPDATE_BUSY_COLOUR = QColor("#1565c0")  # sent, downloading, verifying, rebooting
 STALE_AFTER_INTERVALS = 3

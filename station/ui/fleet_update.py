@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -48,12 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The demo's simulated devices read their home network's routes through a 250 ms cache
-# (firmware/board/host_board.py, _network), and FirmwareUpdate.prepare() adds the
-# bundle server's route just before run() sends the first command: a device that read
-# its network in those 250 ms cannot reach the server (EHOSTUNREACH, "failed"). On a
-# demo the runner waits this long between the two. A real LAN needs no such wait.
-DEMO_ROUTE_SETTLE_S = 0.6
 # Said of a device still updating when the window closes: the station stops following
 # it, the device finishes (or rolls back) by itself.
 ABANDONED = "the station was closed before it confirmed; the device finishes on its own"
@@ -232,8 +225,6 @@ class FleetUpdateRunner(QObject):
                 if not self._closing:
                     self._stage.emit(f"building firmware {update.version}…")
                     update.prepare()
-                    if rt.demo is not None:
-                        time.sleep(DEMO_ROUTE_SETTLE_S)
                 self._stage.emit(f"updating to {update.version}")
                 result = self.result = update.run()
                 outcome = ("finished", (result, summary(result, update.version, update.already)))
@@ -293,15 +284,9 @@ class FleetUpdateRunner(QObject):
         thread = self._thread
         if thread is None or not thread.is_alive():
             return True
-        # Rollout has no "abandon": its public observe() is told each device still
-        # updating failed, so run() returns now rather than at device_timeout_s.
         update = self._update
-        rollout = getattr(update, "_rollout", None) if update is not None else None
-        if rollout is not None:
-            for dev in list(rollout.devices.values()):
-                if dev.started is not None and not dev.final:
-                    event = {"event": rollout.change.event, "state": "failed", "reason": ABANDONED}
-                    rollout.observe(dev.node, "event", event)
+        if update is not None:  # run() returns now rather than at device_timeout_s
+            update.abandon(ABANDONED)
         thread.join(timeout)
         if thread.is_alive():
             log.warning("the firmware update did not stop within %.0f s", timeout)

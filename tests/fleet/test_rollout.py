@@ -176,3 +176,25 @@ def test_cancel_lets_running_devices_finish_and_starts_no_more():
 def test_bad_limits_are_refused(bad):
     with pytest.raises(ValueError):
         Rollout(["a"], CHANGE, ScriptedFleet({"a": "ok"}), **bad)
+
+
+def test_abandon_returns_at_once_and_says_which_were_not_followed():
+    behaviour = {f"n{i}": "silent" for i in range(4)}  # never confirm: run() would wait
+    fleet = ScriptedFleet(behaviour)
+    rollout = Rollout(list(behaviour), CHANGE, fleet, canary=0, concurrency=2)
+    fleet.rollout = rollout
+    done: list[Any] = []
+    worker = threading.Thread(target=lambda: done.append(rollout.run()))
+    worker.start()
+    while len(fleet.sent) < 2:
+        time.sleep(0.01)
+    rollout.abandon("the station was closed")
+    worker.join(5)
+    assert not worker.is_alive()  # not the 300 s device timeout
+    got = phases(done[0])
+    assert [got[n] for n, _ in fleet.sent] == [Phase.ABANDONED, Phase.ABANDONED]
+    assert sum(p is Phase.CANCELLED for p in got.values()) == 2  # never started
+    assert {d.reason for d in done[0].devices if d.phase is Phase.ABANDONED} == {
+        "the station was closed"
+    }
+    assert not done[0].ok
