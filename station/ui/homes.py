@@ -293,7 +293,8 @@ class CheckResult:
         if self.devices:
             lines.append(
                 f"Its {self.devices} provisioned device(s) report where they were "
-                "configured until they are provisioned again."
+                "configured until they are moved (station fleet rehome, no visit) or "
+                "provisioned again."
             )
         return "\n\n".join(lines)
 

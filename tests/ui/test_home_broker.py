@@ -337,7 +337,7 @@ def test_a_home_on_its_own_mosquitto_from_the_home_dialog_to_live_devices(
     assert s.seen["after_edit"] is None
     assert (
         f"Its {DEVICES} provisioned device(s) report where they were configured until they "
-        "are provisioned again." in s.seen["notice"]
+        "are moved (station fleet rehome, no visit) or provisioned again." in s.seen["notice"]
     )
     assert s.seen["label_hidden"] and s.seen["closed"]
     # Closed cleanly: no follower thread left, and never a secret in a log line.
