@@ -4,8 +4,10 @@ unix port (96 KB heap), the bundle served through the simulated home LAN."""
 from __future__ import annotations
 
 import pytest
+from support import wait_for
 
 from station.errors import StationError
+from station.fleet.bundle import make_bundle
 from station.fleet.rollout import Phase
 from station.fleet.session import FirmwareUpdate, next_version
 from station.runtime import StationRuntime
@@ -59,6 +61,24 @@ def test_a_firmware_that_crashes_at_boot_rolls_the_canary_back_and_stops(site):
     assert not result.ok
     # both still run the old firmware, and say so
     assert {site.registry.device(n).firmware for n in nodes} == {"1.0.0"}
+
+
+def test_a_bundle_with_a_tampered_file_fails_the_canary_and_stops(site, tmp_path):
+    """The other bad bundle (issue 11): bytes that are not what the manifest says."""
+    good = make_bundle(tmp_path / "b", version="1.0.1", board="host")
+    victim = next(f for f in good.manifest["files"] if f["path"] == "homemode.mpy")
+    data = bytearray((good.root / victim["path"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    (good.root / victim["path"]).write_bytes(bytes(data))
+    nodes = _nodes(site)
+    with FirmwareUpdate(site, nodes, bundle=good) as update:
+        result = update.run()
+    canary, other = result.devices
+    assert (canary.phase, canary.reason) == (Phase.FAILED, "homemode.mpy: hash mismatch")
+    assert other.phase is Phase.CANCELLED and other.started is None
+    assert result.stopped == f"the canary {canary.node} failed: homemode.mpy: hash mismatch"
+    assert {site.registry.device(n).firmware for n in nodes} == {"1.0.0"}
+    wait_for(lambda: site.registry.device(canary.node).online, 10)  # it never left
 
 
 def test_refusals_are_one_clear_line(site):
