@@ -71,6 +71,10 @@ class BrokerSettings:
     port: int = 1883
     # Address devices are told to use (the laptop's LAN address); None = detect at start.
     advertise_host: str | None = None
+    # TCP port firmware bundles are served on while an update runs (station fleet
+    # update, the window's Update firmware); 0 = a free one. Fix it to open it in the
+    # laptop's firewall, as the broker's port.
+    bundle_port: int = 0
     # Anonymous clients (no username) may subscribe, read-only; never act as a device.
     allow_anonymous: bool = False
     # The seed's mobile app sends /api/mqtt without credentials. On: devices registered
@@ -155,6 +159,8 @@ class Settings:
         # 0 = any free port (tests, or several stations on one machine).
         if not 0 <= self.broker.port <= 65535:
             raise ConfigError(f"broker.port must be 0-65535, got {self.broker.port}")
+        if not 0 <= self.broker.bundle_port <= 65535:
+            raise ConfigError(f"broker.bundle_port must be 0-65535, got {self.broker.bundle_port}")
         if self.broker.keepalive_factor < 1.0:
             raise ConfigError("broker.keepalive_factor must be at least 1.0")
         p = self.provisioning

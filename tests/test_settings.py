@@ -38,6 +38,7 @@ def test_missing_file_gives_defaults(tmp_path):
         ('{"broker": {"prot": 1}}', "unknown setting broker.prot"),
         ('{"broker": {"port": "1883"}}', "broker.port must be int"),
         ('{"broker": {"port": 70000}}', "0-65535"),
+        ('{"broker": {"bundle_port": -1}}', "broker.bundle_port must be 0-65535, got -1"),
         ('{"broker": {"allow_anonymous": 1}}', "must be bool"),
         ('{"provisioning": {"setup_passphrase": "short"}}', "8-63"),
         ("[]", "JSON object"),

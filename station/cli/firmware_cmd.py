@@ -1,4 +1,5 @@
-"""`station firmware build|deploy`: the firmware's file set, and putting it on a board."""
+"""`station firmware build|bundle|deploy|probe`: the firmware's file set, an update
+bundle of it, putting it on a board, and measuring one."""
 
 from __future__ import annotations
 
@@ -30,6 +31,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _passphrase_option(build)
     build.set_defaults(func=run_build)
+
+    bundle = sub.add_parser(
+        "bundle",
+        help="build a firmware bundle for `station fleet update --bundle` (docs/OTA.md)",
+        description="Build the firmware as VERSION into OUT/VERSION/ with its manifest (each "
+        "file's size and SHA-256) and the manifest's own hash: a release to check once "
+        "and roll out to many homes.",
+    )
+    bundle.add_argument("out", type=Path, metavar="OUT", help="folder to build it in")
+    bundle.add_argument("--version", required=True, metavar="X.Y.Z", help="its version")
+    bundle.add_argument(
+        "--board",
+        choices=firmware.BOARDS,
+        default="esp32",
+        help="esp32 (default) or host (the simulated fleet of `station sim`)",
+    )
+    bundle.add_argument(
+        "--ap-passphrase",
+        help="WPA2 passphrase of the setup AP (default: the station's setting, which the "
+        "devices it provisioned run)",
+    )
+    bundle.set_defaults(func=run_bundle)
 
     deploy = sub.add_parser(
         "deploy", help="copy the firmware to a board with mpremote and reset it"
@@ -82,6 +105,21 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"built {len(result.files)} files for {args.board} in {result.out}")
     for f in result.files:
         print(f"  {f.as_posix()}")
+    return 0
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    from station.cli.common import load_settings
+    from station.fleet.bundle import make_bundle
+
+    firmware.check_version(args.version)
+    passphrase = args.ap_passphrase or load_settings(args).provisioning.setup_passphrase
+    made = make_bundle(args.out, version=args.version, board=args.board, ap_passphrase=passphrase)
+    print(
+        f"firmware {made.version} for {args.board}: {len(made.manifest['files'])} files, "
+        f"{made.size} bytes, manifest sha256 {made.digest}\nin {made.root}\n"
+        f"roll it out: station fleet update --bundle {made.root} --home NAME"
+    )
     return 0
 
 

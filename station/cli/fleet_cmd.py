@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from station.cli.common import load_settings, open_registry
@@ -54,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="X.Y.Z",
         help="the version to build (default: the next patch version after the newest "
         "the devices run)",
+    )
+    up.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="DIR",
+        help="roll out this bundle (`station firmware bundle`), checked against its "
+        "manifest first, instead of building one",
     )
     add_rollout_options(up)
     up.add_argument(
@@ -335,6 +343,7 @@ def wait_online(rt: StationRuntime, nodes: Sequence[str], timeout: float) -> Non
 
 
 def run_update(args: argparse.Namespace) -> int:
+    from station.fleet.bundle import load_bundle
     from station.fleet.session import FirmwareUpdate
     from station.sim import firmware
 
@@ -345,6 +354,11 @@ def run_update(args: argparse.Namespace) -> int:
         )
     if args.version is not None:
         firmware.check_version(args.version)  # refused before anything starts
+    bundle = None
+    if args.bundle is not None:
+        if args.bad_bundle:
+            raise StationError("--bundle and --bad-bundle: choose one")
+        bundle = load_bundle(args.bundle)  # BundleError says what differs
     rt = start_runtime(args)
     update: FirmwareUpdate | None = None
     try:
@@ -356,6 +370,7 @@ def run_update(args: argparse.Namespace) -> int:
             rt,
             nodes,
             version=args.version,
+            bundle=bundle,
             canary=args.canary,
             concurrency=args.concurrency,
             max_failures=args.max_failures,

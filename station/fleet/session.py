@@ -162,7 +162,14 @@ class FirmwareUpdate:
             _demo_reach(rt, f"{host}:{port}", f"127.0.0.1:{port}")
         else:
             host = rt.broker_address()[0]  # the laptop's address on the home LAN
-            server = BundleServer(self.bundle, host, 0).start()
+            wanted = rt.settings.broker.bundle_port
+            try:
+                server = BundleServer(self.bundle, host, wanted).start()
+            except OSError as exc:
+                raise StationError(
+                    f"cannot serve the firmware on {host}:{wanted or 'a free port'}: "
+                    f"{exc.strerror or exc} (setting broker.bundle_port)"
+                ) from None
             port = server.address[1]
         self._server = server
         self.url = f"http://{host}:{port}/{self.bundle.digest}/{MANIFEST}"

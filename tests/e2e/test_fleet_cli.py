@@ -6,6 +6,7 @@ and each device is confirmed only by the version it reports over MQTT."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -93,6 +94,8 @@ def test_a_bad_bundle_rolls_the_canary_back_and_stops(tmp_path):
         (["--home", "Nowhere"], "no home 'Nowhere'"),
         (["--device", "esp32_dht11_404"], "no device 'esp32_dht11_404'"),
         ([], "one of the arguments --home --device --all --demo is required"),
+        (["--all", "--bundle", "/nonexistent/1.0.1"], "no manifest.json: not a firmware bundle"),
+        (["--demo", "1", "--bundle", "/x", "--bad-bundle"], "--bundle and --bad-bundle"),
     ],
 )
 def test_mistakes_are_one_clear_line(tmp_path, args, message):
@@ -191,3 +194,46 @@ def test_a_closed_station_waits_for_its_devices_then_changes_them(running, tmp_p
     assert "1 of 1 device(s) confirmed on 9 s." in out
     events = [e.kind for e in registry.events(registry.device(device.node_name))]
     assert "interval_change" in events
+
+
+def test_a_closed_station_rolls_out_a_release_bundle_on_its_lan_address(running, tmp_path):
+    """Not a demo: `station firmware bundle` makes a release, `station fleet update
+    --bundle` serves it on the laptop's address (advertise_host) and fixed port
+    (broker.bundle_port, the one to open in a firewall) and rolls it out."""
+    from support import free_port
+
+    from station import control
+
+    env, db, registry, broker, world, device = running
+    control.withdraw(control.announcement_path(registry.location))
+    port = broker.port
+    broker.stop()  # the window was closed
+    bundle_port = free_port()
+    # The home LAN reaches the laptop's bundle port (here the laptop is 127.0.0.1).
+    world.air.extend_reach(
+        world.home_ssid, {f"127.0.0.1:{bundle_port}": f"127.0.0.1:{bundle_port}"}
+    )
+    laptop = {"bind_host": "127.0.0.1", "port": port, "advertise_host": "127.0.0.1"}
+    settings = {"broker": {**laptop, "bundle_port": bundle_port}}
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    made = cli(
+        env,
+        "firmware",
+        "bundle",
+        str(tmp_path / "release"),
+        "--version",
+        "1.2.0",
+        "--board",
+        "host",
+    )
+    assert made.returncode == 0, made.stderr
+    assert "roll it out: station fleet update --bundle" in made.stdout
+    proc = cli(
+        env, "--db", db, "fleet", "update", "--all", "--wait", "30",
+        "--bundle", str(tmp_path / "release" / "1.2.0"),
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert f"served at http://127.0.0.1:{bundle_port}/" in out
+    assert _rows(out)[device.node_name][:2] == ["1.0.0", "1.2.0"]
+    assert registry.device(device.node_name).firmware == "1.2.0"  # what the device reports
