@@ -37,6 +37,9 @@ class HomeMode:
         self.leaving = False  # reboot/factory_reset under way: do not reconnect
         self.updating = False  # an ota command is running
         self.failure = None  # (broker_error, broker_detail) of the last failed session start
+        # The connect burst (online, info, discovery) is the heap's peak: an update a
+        # station sends as soon as it sees "online" waits until it is over.
+        self.burst = False
         # set_broker: the new broker's section while it is tried, then the old one to go
         # back to if the try fails, and the event to report there (docs/FLEET.md)
         self.trying = None
@@ -77,7 +80,8 @@ class HomeMode:
                 if not self.client_connected:
                     self.failure = _failure(e)
                     why = self.failure[1]
-                log("mqtt: session ended:", why)
+                if not self.leaving:  # a reboot's own disconnect races a publish: no news
+                    log("mqtt: session ended:", why)
             if self.m is not old and self.m is not self.dev.cfg["mqtt"]:
                 # The new broker never took the device: back to the old one at once,
                 # which hears why (the config on flash never changed).
@@ -167,6 +171,7 @@ class HomeMode:
                 otaboot.commit(dev)
                 sys.modules.pop("otaboot", None)  # freed once its deadline task ends
             # Subscribe first: a station that reacts to "online" with a command must be heard.
+            self.burst = True
             await client.subscribe(self.t_cmd)
             await client.publish(self.t_status, "online", retain=True, qos=1)
             await client.publish(self.t_info, self._info(), retain=True, qos=1)
@@ -182,8 +187,10 @@ class HomeMode:
             if self.note:
                 note, self.note = self.note, None
                 await client.publish(self.t_event, note)
+            self.burst = False
             await self._state_loop(client)
         finally:
+            self.burst = False
             await client.close()
             self.client = None
 
@@ -203,7 +210,11 @@ class HomeMode:
             now = time.ticks_ms()
             if time.ticks_diff(now, self.next_at) >= 0:
                 self.next_at = time.ticks_add(now, self.interval * 1000)
-                await client.publish(self.t_state, self._state())
+                # Not while an update downloads: its blocks come from the same thin heap
+                # (a reading's garbage left the MQTT session a MemoryError, 1 run in 3
+                # under load); the device reboots right after it anyway.
+                if not self.updating:
+                    await client.publish(self.t_state, self._state())
             if time.ticks_diff(now, checked) >= 1000:
                 checked = now
                 if board.sta_status() != "connected":
@@ -313,24 +324,32 @@ class HomeMode:
             rehome.start(self, doc)
             sys.modules.pop("rehome", None)
         elif cmd == "ota":
-            # Only now: a running device does not carry the update code. Collected
-            # first: loading it and its 1 KB buffer need blocks that a heap full of
-            # garbage does not have (a MemoryError here failed 1 update in 3).
-            gc.collect()
-            import ota
-
-            bad = ota.check(doc)
-            if bad or self.updating or self.leaving:
-                if not self.updating:
-                    sys.modules.pop("ota", None)
-                self._reply({"cmd": cmd, "ok": False, "error": "bad_value",
-                             "detail": bad or "an update or a reboot is already under way"})
-                return
-            self.updating = True
-            self._reply({"cmd": cmd, "ok": True})
-            asyncio.create_task(ota.start(self, doc))
+            asyncio.create_task(self._ota(doc))
         else:
             self._reply({"cmd": cmd, "ok": False, "error": "unknown_cmd"})
+
+    async def _ota(self, doc):
+        # Not inside the connect burst: loading the update code and downloading next to
+        # the discovery documents ran the session out of heap (MemoryError in
+        # _discovery at 90 KB, and under load at 96 KB).
+        while self.burst:
+            await asyncio.sleep_ms(20)
+        # Only now: a running device does not carry the update code. Collected first:
+        # loading it and its buffer need blocks that a heap full of garbage does not
+        # have (a MemoryError here failed 1 update in 3).
+        gc.collect()
+        import ota
+
+        bad = ota.check(doc)
+        if bad or self.updating or self.leaving:
+            if not self.updating:
+                sys.modules.pop("ota", None)
+            self._reply({"cmd": "ota", "ok": False, "error": "bad_value",
+                         "detail": bad or "an update or a reboot is already under way"})
+            return
+        self.updating = True
+        self._reply({"cmd": "ota", "ok": True})
+        await ota.start(self, doc)
 
     def _reply(self, doc):
         asyncio.create_task(self._publish_quietly(self.t_event, json.dumps(doc)))

@@ -189,7 +189,8 @@ def test_a_closed_station_waits_for_its_devices_then_changes_them(running, tmp_p
     proc = cli(env, "--db", db, "fleet", "set-interval", "9", "--all", "--wait", "30")
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
-    assert "Waiting up to 30 s for the devices to reach the broker (0 of 1 online)" in out
+    # (Whether it printed "Waiting up to 30 s …" depends on how fast the device came
+    # back: its broker was gone, so it was confirmed only after reconnecting to this one.)
     assert _rows(out)[device.node_name][0] == "confirmed"
     assert "1 of 1 device(s) confirmed on 9 s." in out
     events = [e.kind for e in registry.events(registry.device(device.node_name))]
