@@ -348,7 +348,8 @@ class HomeMode:
                          "detail": bad or "an update or a reboot is already under way"})
             return
         self.updating = True
-        self._reply({"cmd": "ota", "ok": True})
+        # Awaited, not a task: the answer goes out before the update's first report.
+        await self._publish_quietly(self.t_event, json.dumps({"cmd": "ota", "ok": True}))
         await ota.start(self, doc)
 
     def _reply(self, doc):

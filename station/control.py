@@ -214,7 +214,13 @@ class RemoteBroker:
                         doc = json.loads(payload)
                     except ValueError:
                         continue
-                    if isinstance(doc, dict) and doc.get("cmd") in (name, None):
+                    # A reply has `cmd` (None: the device could not read one); a
+                    # progress report (`event`: ota, set_broker) is not a reply.
+                    if (
+                        isinstance(doc, dict)
+                        and doc.get("cmd") in (name, None)
+                        and "event" not in doc
+                    ):
                         return doc
             time.sleep(0.05)
         return None

@@ -293,7 +293,8 @@ class ExternalBroker:
         def listen(update: DeviceUpdate) -> None:
             if update.node_name != device.node_name or update.kind != "event":
                 return
-            if update.data.get("cmd") in (name, None) and not got.is_set():
+            reply = update.data.get("cmd") in (name, None) and "event" not in update.data
+            if reply and not got.is_set():  # a progress report (`event`) is not a reply
                 answer.append(update.data)
                 got.set()
 
