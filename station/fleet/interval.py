@@ -56,8 +56,12 @@ class IntervalUpdate:
         result = self.rollout.run()
         registry = self.runtime.registry
         for dev in result.devices:
+            try:
+                device = registry.device(dev.node)
+            except StationError:  # removed meanwhile: no history to write
+                continue
             registry.log_event(
-                registry.device(dev.node),
+                device,
                 "interval_change",
                 f"interval {self.change.value} s: {dev.phase}"
                 + (f" ({dev.reason})" if dev.reason else ""),

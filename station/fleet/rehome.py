@@ -180,7 +180,10 @@ class BrokerMove:
         result = rollout.run()
         registry = self.runtime.registry
         for dev in result.devices:
-            device = registry.device(dev.node)
+            try:
+                device = registry.device(dev.node)
+            except StationError:  # removed meanwhile: its logins went with it
+                continue
             self._settle(device, dev)
             registry.log_event(
                 device,
